@@ -1,0 +1,157 @@
+"""Turn labelled streams into scaled training and validation windows for one shared model.
+
+Each stream is split in time: the first ``1 - val_fraction`` of its rows train, the rest
+validate. Scalers are fitted on training rows only. A validation sample forecasts a validation
+row; its input window may reach back into training rows, which leaks no target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.errors import DataError
+from detector.forecast_metrics import mape_floor
+from detector.scaling import Scaler
+from detector.series import Series
+from detector.windows import make_windows
+
+__all__ = ["FeatureSpec", "Windows", "TrainSet", "resolve_features", "build_trainset"]
+
+SCALING_MODES = ("per_stream", "global")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns the model forecasts (targets) and which it only reads (covariates)."""
+
+    targets: tuple[str, ...]
+    covariates: tuple[str, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Model input order: targets first, then covariates."""
+        return self.targets + self.covariates
+
+
+@dataclass(frozen=True, eq=False)
+class Windows:
+    """Samples of one split: ``X (S, T, F)``, ``y (S, n_targets)`` in scaled units, and for each
+    sample the index of its stream (into ``TrainSet.names``) and of its target row."""
+
+    X: np.ndarray
+    y: np.ndarray
+    stream: np.ndarray
+    row: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainSet:
+    """Everything training needs, ready as arrays."""
+
+    features: FeatureSpec
+    names: tuple[str, ...]
+    scalers: tuple[Scaler, ...]  # one per stream (the same object for every stream if global)
+    pooled_scaler: Scaler  # fitted on every stream's training rows together
+    mape_floors: np.ndarray  # (streams, n_targets) MAPE denominator floors, original units
+    train: Windows
+    val: Windows
+
+
+def resolve_features(
+    series: Sequence[Series], targets: Sequence[str] | None, covariates: Sequence[str] = ()
+) -> FeatureSpec:
+    """Check every stream has the named columns; ``targets=None`` means all but covariates."""
+    if not series:
+        raise DataError("no streams to train on")
+    columns = series[0].columns
+    if targets is None:
+        targets = [c for c in columns if c not in covariates]
+    overlap = set(targets) & set(covariates)
+    if overlap:
+        raise DataError(f"column(s) {sorted(overlap)} named both target and covariate")
+    if not targets:
+        raise DataError("no target columns left to forecast")
+    wanted = list(targets) + list(covariates)
+    for s in series:
+        missing = [c for c in wanted if c not in s.columns]
+        if missing:
+            raise DataError(
+                f"stream {s.name!r} has no column(s) {missing}; it has {list(s.columns)}"
+            )
+    return FeatureSpec(tuple(targets), tuple(covariates))
+
+
+def _concat(parts: list[Windows], timesteps: int, n_features: int, n_targets: int) -> Windows:
+    if not parts:
+        return Windows(
+            np.empty((0, timesteps, n_features), np.float32),
+            np.empty((0, n_targets), np.float32),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+        )
+    return Windows(
+        *(np.concatenate([getattr(p, k) for p in parts]) for k in ("X", "y", "stream", "row"))
+    )
+
+
+def build_trainset(
+    series: Sequence[Series],
+    features: FeatureSpec,
+    timesteps: int,
+    val_fraction: float = 0.2,
+    scaler_kind: str = "standard",
+    scaling: str = "per_stream",
+    skip_labelled: bool = True,
+) -> TrainSet:
+    """Split, scale and window every stream.
+
+    ``skip_labelled`` keeps samples that touch a row labelled anomalous out of both splits, so the
+    model learns what normal looks like; it reads only the labels of the data it trains on.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if scaling not in SCALING_MODES:
+        raise ValueError(f"scaling must be one of {SCALING_MODES}, got {scaling!r}")
+    inputs = [s.select(features.inputs) for s in series]
+    keeps = [
+        s.labels == 0 if (skip_labelled and s.labels is not None) else np.ones(len(s), bool)
+        for s in series
+    ]
+    cuts = [int(len(s) * (1.0 - val_fraction)) for s in series]
+    fit_rows = [x[:cut][keep[:cut]] for x, cut, keep in zip(inputs, cuts, keeps, strict=True)]
+    pooled = Scaler.fit(np.concatenate(fit_rows), scaler_kind)
+    if scaling == "global":
+        scalers = tuple(pooled for _ in series)
+    else:
+        scalers = tuple(Scaler.fit(rows, scaler_kind) for rows in fit_rows)
+
+    n_t = len(features.targets)
+    train_parts, val_parts = [], []
+    for k, (x, keep, cut, scaler) in enumerate(zip(inputs, keeps, cuts, scalers, strict=True)):
+        X, y, row = make_windows(scaler.transform(x), timesteps, n_t, keep)
+        stream = np.full(len(row), k, np.int64)
+        is_train = row < cut
+        train_parts.append(Windows(X[is_train], y[is_train], stream[is_train], row[is_train]))
+        val_parts.append(Windows(X[~is_train], y[~is_train], stream[~is_train], row[~is_train]))
+    n_f = len(features.inputs)
+    train = _concat(train_parts, timesteps, n_f, n_t)
+    val = _concat(val_parts, timesteps, n_f, n_t)
+    if len(train) == 0 or len(val) == 0:
+        shortest = min(len(s) for s in series)
+        raise DataError(
+            f"too little usable data: {len(train)} training and {len(val)} validation windows "
+            f"(timesteps={timesteps}, val_fraction={val_fraction}, "
+            f"shortest stream {shortest} rows); "
+            "use longer streams, fewer timesteps, or check for missing values"
+        )
+    floors = np.stack(
+        [mape_floor(rows[:, :n_t]) if len(rows) else np.ones(n_t) for rows in fit_rows]
+    )
+    names = tuple(s.name for s in series)
+    return TrainSet(features, names, scalers, pooled, floors, train, val)
