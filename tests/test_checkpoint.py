@@ -81,6 +81,7 @@ class _Exploit:
         return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_never_executed(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     exploit = _Exploit()

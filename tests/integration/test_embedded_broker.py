@@ -1,0 +1,32 @@
+"""The embedded Tansu broker starts on loopback and carries records for kafka-python."""
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from detector.broker import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+
+
+def test_round_trip_through_a_real_broker() -> None:
+    with EmbeddedBroker() as broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.create_topics([NewTopic("readings", num_partitions=2, replication_factor=1)])
+        admin.close()
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        sent = [
+            producer.send("readings", key=b"s%d" % i, value=b"%d" % i).get(10) for i in range(20)
+        ]
+        producer.close()
+        assert {m.partition for m in sent} <= {0, 1}
+        consumer = KafkaConsumer(
+            "readings",
+            bootstrap_servers=broker.bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+        )
+        got = sorted(int(m.value) for m in consumer)
+        consumer.close()
+        assert got == list(range(20))
+    assert broker.proc.poll() is not None  # stopped, nothing left behind

@@ -1,0 +1,143 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detector.cli import main
+
+COMMANDS = ("demo", "simulate", "train", "inspect")
+
+
+def test_help_lists_every_subcommand_with_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(command + " "))
+        assert len(line.split(None, 1)) == 2, f"{command} has no help text"
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    argv = [
+        "simulate",
+        "sensors",
+        "--streams",
+        "3",
+        "--features",
+        "2",
+        "--covariates",
+        "1",
+        "--length",
+        "400",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_plots(simulated: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.pt"
+    argv = [
+        "train",
+        "--data",
+        str(simulated),
+        "--covariates",
+        "setpoint_0",
+        "--out",
+        str(model),
+        "--epochs",
+        "2",
+        "--timesteps",
+        "8",
+        "--hidden",
+        "8",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    report = tmp_path / "m-report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["validation"]["model"]["mae"] > 0
+    assert set(metrics["validation"]["per_target"]) == {"temperature", "pressure"}
+    for png in ("loss.png", "forecast.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["inspect", str(model), "--json"]) == 0
+
+
+@pytest.mark.slow
+def test_skab_anomaly_free_trains_through_the_same_reader(datasets: Path, tmp_path: Path) -> None:
+    data = datasets / "skab" / "data" / "anomaly-free" / "anomaly-free.csv"
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--preset",
+        "skab",
+        "--out",
+        str(tmp_path / "s.pt"),
+        "--epochs",
+        "1",
+        "--timesteps",
+        "8",
+        "--hidden",
+        "8",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "s-report" / "metrics.json").read_text())
+    assert "Accelerometer1RMS" in metrics["validation"]["per_target"]
+
+
+def _detector(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_corrupted_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 this zip ends early")
+    proc = _detector("inspect", str(bad))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and lines[0].startswith("detector inspect: error:") and str(bad) in lines[0]
+    )
+
+
+def test_bad_data_path_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = _detector("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "m.pt"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no such file or directory" in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
+    argv = [
+        "demo",
+        "--out",
+        str(tmp_path),
+        "--streams",
+        "3",
+        "--length",
+        "900",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    detection = summary["detection"]
+    assert detection["anomalies_scored"] > 0
+    assert 0 <= detection["anomalies_detected"] <= detection["anomalies_scored"]
+    for name in ("model.pt", "loss.png", "forecast.png", "scores.png", "data/manifest.json"):
+        assert (tmp_path / name).is_file(), name
