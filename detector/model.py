@@ -94,6 +94,14 @@ class LSTMForecaster(nn.Module):
         dev = device if device is not None else self.head.weight.device
         return torch.zeros(shape, device=dev), torch.zeros(shape, device=dev)
 
+    def prime(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Read whole windows ``(B, T, n_inputs)`` from a zero state, as in training.
+
+        Returns the forecast after each window and the state to continue stepping from.
+        """
+        out, state = self.lstm(x)  # out: (B, T, H)
+        return self._forecast(x[:, -1], out[:, -1]), state
+
     def step(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

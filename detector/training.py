@@ -189,7 +189,8 @@ def _evaluate(result: TrainResult, device: torch.device) -> None:
     ts, val = result.trainset, result.trainset.val
     n_t = len(ts.features.targets)
     actual = _to_original(ts, val.y, val.stream)
-    forecast = _to_original(ts, predict_windows(result.model, val.X, device), val.stream)
+    scaled_pred = predict_windows(result.model, val.X, device)
+    forecast = _to_original(ts, scaled_pred, val.stream)
     persistence = _to_original(ts, val.X[:, -1, :n_t], val.stream)  # last reading, unchanged
     floors = ts.mape_floors[val.stream]
     per_target = {}
@@ -215,6 +216,8 @@ def _evaluate(result: TrainResult, device: torch.device) -> None:
             "model": model_all,
             "persistence": pers_all,
             "mae_ratio_vs_persistence": model_all["mae"] / max(pers_all["mae"], 1e-300),
+            # The scorer's initial error scale for a new stream, per target, scaled units.
+            "residual_std_scaled": np.std(scaled_pred - val.y, axis=0).tolist(),
             "per_target": per_target,
             "per_stream": per_stream,
         },

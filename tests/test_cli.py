@@ -7,7 +7,7 @@ import pytest
 
 from detector.cli import main
 
-COMMANDS = ("demo", "simulate", "train", "inspect")
+COMMANDS = ("demo", "simulate", "train", "score", "nab-score", "inspect")
 
 
 def test_help_lists_every_subcommand_with_one_line(capsys) -> None:

@@ -1,0 +1,160 @@
+"""Scores → alerts: a per-stream state machine with hysteresis, minimum duration and cool-down.
+
+An alert **opens** when a stream's score has been at or above ``open_at`` for ``min_duration``
+consecutive readings (and no cool-down is running); it **closes** when the score has stayed
+below ``close_at`` (< ``open_at``: hysteresis) for ``clear_duration`` readings; after closing,
+no new alert opens for ``cooldown`` readings. All of it is vectorised over slots.
+
+An alert's id is derived from its stream and the event time of its first anomalous reading
+(``sha1``), so replaying the same readings gives the same ids and downstream can de-duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id"]
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Alert rule; defaults are label-free choices on the one score scale (see scoring)."""
+
+    open_at: float = 0.5  # score >= this is anomalous (p <= 1e-5)
+    close_at: float = 0.3  # score < this is normal again (p > 1e-3)
+    min_duration: int = 1  # consecutive anomalous readings needed to open
+    clear_duration: int = 5  # consecutive normal readings needed to close
+    cooldown: int = 0  # readings after a close during which no alert opens
+    top_k: int = 3  # features named per alert
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.close_at <= self.open_at <= 1:
+            raise ValueError(
+                f"need 0 <= close_at ({self.close_at}) <= open_at ({self.open_at}) <= 1"
+            )
+        if self.min_duration < 1 or self.clear_duration < 1 or self.cooldown < 0:
+            raise ValueError("min_duration and clear_duration must be >= 1, cooldown >= 0")
+
+
+@dataclass
+class AlertEvent:
+    """One alert, from its first anomalous reading to the reading that closed it."""
+
+    id: str
+    stream: str
+    start: float  # event time of the first anomalous reading
+    end: float | None = None  # event time of the reading that closed it; None while open
+    peak_score: float = 0.0
+    top_features: list[str] = field(default_factory=list)
+
+
+def alert_id(stream: str, start: float) -> str:
+    """Deterministic id of the alert of ``stream`` starting at event time ``start``."""
+    return hashlib.sha1(f"{stream}|{start:.6f}".encode()).hexdigest()[:16]
+
+
+class AlertTracker:
+    """Alert state of every slot; ``update`` takes one wave (distinct slots)."""
+
+    def __init__(self, config: AlertConfig, features: tuple[str, ...], capacity: int) -> None:
+        self.config, self.features = config, features
+        self.capacity = 0
+        self.slabs: dict[str, np.ndarray] = {}
+        self.open: dict[int, AlertEvent] = {}  # slot -> its open alert
+        self.grow(capacity)
+
+    def _fresh(self, n: int) -> dict[str, np.ndarray]:
+        return {
+            "above": np.zeros(n, np.int64),  # consecutive readings >= open_at
+            "below": np.zeros(n, np.int64),  # consecutive readings < close_at
+            "cooldown": np.zeros(n, np.int64),  # readings left before an alert may open
+            "run_start": np.full(n, np.nan),  # event time the current anomalous run began
+            "active": np.zeros(n, bool),
+            "alert_start": np.full(n, np.nan),  # start of the open alert (rebuilds it on restore)
+        }
+
+    def grow(self, capacity: int) -> None:
+        fresh = self._fresh(capacity - self.capacity)
+        self.slabs = (
+            fresh
+            if not self.slabs
+            else {k: np.concatenate([v, fresh[k]]) for k, v in self.slabs.items()}
+        )
+        self.capacity = capacity
+
+    def reset(self, slots: np.ndarray) -> list[AlertEvent]:
+        """Forget these slots' alert state; returns their open alerts, now orphaned."""
+        for k, v in self._fresh(len(slots)).items():
+            self.slabs[k][slots] = v
+        return [self.open.pop(int(s)) for s in slots if int(s) in self.open]
+
+    def update(
+        self,
+        slots: np.ndarray,
+        names: Sequence[str | None],
+        ts: np.ndarray,
+        score: np.ndarray,
+        contrib: np.ndarray,
+    ) -> tuple[np.ndarray, list[AlertEvent], list[AlertEvent]]:
+        """Advance the state machine by one reading per slot (``names`` is indexed by slot).
+
+        Returns each reading's alert id (``""`` outside alerts; the closing reading still
+        belongs to its alert), the alerts opened and those closed.
+        """
+        cfg, s = self.config, self.slabs
+        hot = score >= cfg.open_at
+        cold = score < cfg.close_at
+        run_start = np.where(hot & (s["above"][slots] == 0), ts, s["run_start"][slots])
+        above = np.where(hot, s["above"][slots] + 1, 0)
+        below = np.where(cold, s["below"][slots] + 1, 0)
+        active = s["active"][slots]
+        cooling = s["cooldown"][slots]
+        opening = ~active & (above >= cfg.min_duration) & (cooling == 0)
+        closing = active & (below >= cfg.clear_duration)
+        active = (active | opening) & ~closing
+        cooldown = np.where(closing, cfg.cooldown, np.maximum(cooling - 1, 0))
+        s["run_start"][slots], s["above"][slots], s["below"][slots] = run_start, above, below
+        s["active"][slots], s["cooldown"][slots] = active, cooldown
+
+        opened = [
+            self._open(int(slots[i]), names[int(slots[i])], run_start[i])
+            for i in np.flatnonzero(opening)
+        ]
+        for i in np.flatnonzero(active & hot):  # peaks: readings of open alerts above open_at
+            self._peak(self.open[int(slots[i])], float(score[i]), contrib[i])
+        ids = np.full(len(slots), "", dtype=object)
+        for i in np.flatnonzero(active):
+            ids[i] = self.open[int(slots[i])].id
+        closed = []
+        for i in np.flatnonzero(closing):
+            closed.append(self._close(int(slots[i]), ts[i]))
+            ids[i] = closed[-1].id
+        return ids, opened, closed
+
+    def _open(self, slot: int, name: str, start: float) -> AlertEvent:
+        event = AlertEvent(alert_id(name, float(start)), name, float(start))
+        self.open[slot] = event
+        self.slabs["alert_start"][slot] = start
+        return event
+
+    def rebuild_open(self, slots: np.ndarray, names: Sequence[str | None]) -> None:
+        """Recreate the open alerts of restored ``slots`` from their slabs (same ids)."""
+        for slot in slots[self.slabs["active"][slots]]:
+            start, name = float(self.slabs["alert_start"][slot]), names[int(slot)]
+            self.open[int(slot)] = AlertEvent(alert_id(name, start), name, start)
+
+    def _close(self, slot: int, end: float) -> AlertEvent:
+        event = self.open.pop(slot)
+        event.end = float(end)
+        return event
+
+    def _peak(self, event: AlertEvent, score: float, contrib: np.ndarray) -> None:
+        if score < event.peak_score:
+            return
+        event.peak_score = score
+        top = np.argsort(-contrib, kind="stable")[: self.config.top_k]
+        event.top_features = [self.features[j] for j in top if contrib[j] > 0]

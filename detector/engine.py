@@ -1,0 +1,310 @@
+"""The one pipeline every entry point shares: readings in, scores and alerts out.
+
+For a batch of decoded readings (any mix of streams, in arrival order) the engine groups them by
+stream and applies them in **waves**: wave k holds the k-th reading of every stream in the batch,
+so order within a stream holds while each wave is a handful of array operations over all its
+streams. Per wave:
+
+1. reject readings whose timestamp does not advance (duplicate or out of order);
+2. compare each reading with the forecast made one step earlier (**forecast before observe**)
+   and score the error; impute missing values from that forecast;
+3. step the model one reading (one batched call), keep the new forecast and state;
+4. advance each stream's alert state machine.
+
+**Warm-up.** A new stream's first ``timesteps`` readings (the model's training window) only fill
+its window and score 0 (neutral). At the ``timesteps``-th reading the stream is primed: the model
+reads the window from a zero state, exactly as in training, and forecasts the next reading; an
+unseen stream of a per-stream checkpoint first fits its own scaler on that window. The scorer then
+needs ``ScorerConfig.warmup`` more readings before scores leave neutral: a stream scores from its
+``timesteps + warmup + 1``-th reading on. A gap longer than ``gap_s`` restarts the warm-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.alerts import AlertConfig, AlertEvent, AlertTracker
+from detector.checkpoint import Checkpoint
+from detector.device import resolve_device
+from detector.errors import DataError
+from detector.scaling import Scaler
+from detector.scoring import ScorerConfig, make_scorer
+from detector.state import StreamState
+
+__all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
+
+STATUS = ("scored", "duplicate_timestamp", "out_of_order")  # code -> reason, per reading
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    window: int | None = None  # readings kept per stream; None = the model's timesteps
+    capacity: int = 256  # initial slots; doubles as streams arrive
+    max_streams: int = 1_000_000  # past this the least recently used stream is evicted
+    gap_s: float | None = None  # event-time gap that restarts a stream's warm-up
+    missing_score: float = 1.0  # score of a primed reading whose targets are all missing
+    device: str = "auto"
+
+
+@dataclass
+class BatchResult:
+    """Per reading, in input order; and the alerts opened and closed by the batch."""
+
+    stream: np.ndarray  # (N,) stream ids
+    timestamp: np.ndarray  # (N,) event times
+    status: np.ndarray  # (N,) uint8 index into STATUS; 0 = scored
+    error: np.ndarray  # (N,) RMS forecast error over present targets, scaled units; NaN in warm-up
+    forecast: np.ndarray  # (N, n_targets) the forecast of this reading, original units
+    score: np.ndarray  # (N,) in [0, 1]; 0 (neutral) during warm-up
+    alert_id: np.ndarray  # (N,) id of the alert the reading belongs to, "" if none
+    top_features: np.ndarray  # (N,) "a;b" for readings in an alert, "" otherwise
+    opened: list[AlertEvent] = field(default_factory=list)
+    closed: list[AlertEvent] = field(default_factory=list)
+
+    @property
+    def alert(self) -> np.ndarray:
+        return self.alert_id != ""
+
+
+def _waves(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order readings wave by wave; returns that order and each wave's start in it."""
+    n = len(inverse)
+    by_stream = np.argsort(inverse, kind="stable")  # each stream's readings, in arrival order
+    grouped = inverse[by_stream]
+    rank = np.empty(n, np.int64)
+    rank[by_stream] = np.arange(n) - np.searchsorted(grouped, grouped, side="left")
+    order = np.lexsort((np.arange(n), rank))  # wave 0 first; arrival order within a wave
+    starts = np.searchsorted(rank[order], np.arange(rank.max() + 2 if n else 1))
+    return order, starts
+
+
+class Engine:
+    """Scores readings of many streams with one model; see the module docstring."""
+
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        config: EngineConfig | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> None:
+        self.config = config = config or EngineConfig()
+        self.ckpt = ckpt
+        self.device = resolve_device(config.device)
+        self.model = (model or ckpt.model).to(self.device).eval()
+        self.n_targets = len(ckpt.targets)
+        self.timesteps = int(ckpt.train_config["timesteps"])
+        a = ckpt.model.args
+        window = max(config.window or self.timesteps, self.timesteps)
+        self.state = StreamState(
+            self.model.args.layers,
+            self.model.args.hidden,
+            a.n_inputs,
+            a.n_targets,
+            window,
+            self.device,
+            config.capacity,
+            config.max_streams,
+        )
+        error_std = ckpt.metrics.get("validation", {}).get("residual_std_scaled")
+        error_std = np.ones(self.n_targets) if error_std is None else np.asarray(error_std)
+        self.scorer = make_scorer(config.scorer, error_std, self.state.capacity)
+        self.alerts = AlertTracker(config.alerts, ckpt.targets, self.state.capacity)
+
+    # -- public --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def process(
+        self, streams: Sequence[str] | np.ndarray, timestamps: np.ndarray, values: np.ndarray
+    ) -> BatchResult:
+        """Score a batch: ``streams (N,)``, ``timestamps (N,)`` epoch s, ``values (N, F)`` raw."""
+        streams = np.asarray(streams, dtype=object)
+        ts = np.asarray(timestamps, np.float64)
+        x = np.asarray(values, np.float64)
+        n = len(ts)
+        res = BatchResult(
+            stream=streams,
+            timestamp=ts,
+            status=np.zeros(n, np.uint8),
+            error=np.full(n, np.nan),
+            forecast=np.full((n, self.n_targets), np.nan),
+            score=np.zeros(n),
+            alert_id=np.full(n, "", dtype=object),
+            top_features=np.full(n, "", dtype=object),
+        )
+        if n == 0:
+            return res
+        names, inverse = np.unique(streams, return_inverse=True)
+        slots = self._slots(list(names))[inverse]  # (N,)
+        order, starts = _waves(inverse)
+        for k in range(len(starts) - 1):
+            idx = order[starts[k] : starts[k + 1]]
+            if len(idx):
+                self._wave(res, idx, slots[idx], ts[idx], x[idx])
+        return res
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def snapshot(self, path: str | os.PathLike[str]) -> Path:
+        """Save every stream's state (model state, window, scorer and alert state), atomically."""
+        names = sorted(self.state.slot_of)
+        slots = np.array([self.state.slot_of[n] for n in names], np.int64)
+        extra = {f"scorer_{k}": v[slots] for k, v in self.scorer.slabs.items()}
+        extra |= {f"alerts_{k}": v[slots] for k, v in self.alerts.slabs.items()}
+        return self.state.snapshot(path, extra)
+
+    def restore(self, path: str | os.PathLike[str]) -> int:
+        """Load a snapshot written by :meth:`snapshot`; returns the number of streams restored."""
+        slots, extra = self.state.restore(path)
+        self._sync_capacity()
+        for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
+            for k in owner.slabs:
+                if prefix + k not in extra:
+                    raise DataError(
+                        f"{path}: snapshot lacks {prefix + k}; other scorer or version?"
+                    )
+                owner.slabs[k][slots] = extra[prefix + k]
+        self.alerts.rebuild_open(slots, self.state.names)
+        return len(slots)
+
+    def _sync_capacity(self) -> None:
+        if self.state.capacity > self.scorer.capacity:
+            self.scorer.grow(self.state.capacity)
+            self.alerts.grow(self.state.capacity)
+
+    # -- slots ---------------------------------------------------------------------------------
+    def _slots(self, names: list[str]) -> np.ndarray:
+        st = self.state
+        slots, new, _evicted = st.assign(names)
+        self._sync_capacity()
+        if new.any():
+            fresh = slots[new]
+            self.scorer.reset(fresh)
+            self.alerts.reset(fresh)
+            self._init_scalers(fresh, [n for n, is_new in zip(names, new, strict=True) if is_new])
+        return slots
+
+    def _init_scalers(self, slots: np.ndarray, names: list[str]) -> None:
+        ckpt, st = self.ckpt, self.state
+        scalers = [ckpt.scaler_for(n) for n in names]
+        st.offset[slots] = np.stack([s.offset for s in scalers])
+        st.scale[slots] = np.stack([s.scale for s in scalers])
+        per_stream = ckpt.scaling_mode == "per_stream"
+        st.fit_scaler[slots] = [per_stream and n not in ckpt.stream_scalers for n in names]
+
+    # -- one wave ------------------------------------------------------------------------------
+    def _wave(
+        self, res: BatchResult, idx: np.ndarray, slots: np.ndarray, ts: np.ndarray, x: np.ndarray
+    ) -> None:
+        st = self.state
+        last = st.last_ts[slots]
+        res.status[idx[ts == last]] = 1
+        res.status[idx[ts < last]] = 2
+        ok = ts > last
+        idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
+        if not len(idx):
+            return
+        if self.config.gap_s is not None:
+            gap = (ts - st.last_ts[slots] > self.config.gap_s) & (st.seen[slots] > 0)
+            st.seen[slots[gap]] = 0
+        st.last_ts[slots] = ts
+
+        primed = st.seen[slots] >= self.timesteps
+        score = np.zeros(len(idx))
+        contrib = np.zeros((len(idx), self.n_targets))
+        forecast = self._unscale(slots, st.forecast[slots])  # (B, n_targets) original units
+        if primed.any():
+            score[primed], contrib[primed] = self._score(
+                res, idx[primed], slots[primed], x[primed], forecast[primed]
+            )
+        x_in = self._impute(slots, x, np.where(primed[:, None], forecast, np.nan))
+        st.push(slots, x_in)
+        st.seen[slots] += 1
+        if primed.any():
+            self._step(slots[primed], x_in[primed])
+        just = st.seen[slots] == self.timesteps
+        if just.any():
+            self._prime(slots[just])
+        ids, opened, closed = self.alerts.update(slots, st.names, ts, score, contrib)
+        res.score[idx] = score
+        res.alert_id[idx] = ids
+        for i in np.flatnonzero(ids != ""):
+            top = np.argsort(-contrib[i], kind="stable")[: self.config.alerts.top_k]
+            res.top_features[idx[i]] = ";".join(
+                self.ckpt.targets[j] for j in top if contrib[i, j] > 0
+            )
+        res.opened += opened
+        res.closed += closed
+
+    def _score(
+        self,
+        res: BatchResult,
+        idx: np.ndarray,
+        slots: np.ndarray,
+        x: np.ndarray,
+        forecast: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        st, t = self.state, self.n_targets
+        err = (x[:, :t] - forecast) / st.scale[slots, :t]  # scaled units
+        score, contrib = self.scorer.score(slots, err)
+        all_missing = np.isnan(err).all(axis=1)
+        score[all_missing] = self.config.missing_score
+        res.forecast[idx] = forecast
+        present = (~np.isnan(err)).sum(axis=1)
+        sq = np.nansum(err**2, axis=1)
+        res.error[idx] = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
+        return score, contrib
+
+    def _impute(self, slots: np.ndarray, x: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+        """Missing values: the forecast for primed targets, else the stream's last value, else 0."""
+        missing = np.isnan(x)
+        if not missing.any():
+            return x
+        t = self.n_targets
+        fill = self.state.recent(slots, 1)[:, 0].astype(np.float64)  # last pushed reading
+        fill[self.state.seen[slots] == 0] = 0.0
+        fill[:, :t] = np.where(np.isnan(forecast), fill[:, :t], forecast)
+        return np.where(missing, fill, x)
+
+    def _scaled(self, slots: np.ndarray, raw: np.ndarray) -> torch.Tensor:
+        st = self.state
+        if raw.ndim == 3:
+            z = (raw - st.offset[slots, None]) / st.scale[slots, None]
+        else:
+            z = (raw - st.offset[slots]) / st.scale[slots]
+        return torch.from_numpy(z.astype(np.float32)).to(self.device)
+
+    def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+        t, st = self.n_targets, self.state
+        return scaled.astype(np.float64) * st.scale[slots, :t] + st.offset[slots, :t]
+
+    def _step(self, slots: np.ndarray, x_raw: np.ndarray) -> None:
+        st = self.state
+        idx = torch.as_tensor(slots, device=self.device)
+        h, c = st.h.index_select(1, idx), st.c.index_select(1, idx)  # (L, B, H)
+        forecast, (h, c) = self.model.step(self._scaled(slots, x_raw), (h, c))
+        st.h.index_copy_(1, idx, h)
+        st.c.index_copy_(1, idx, c)
+        st.forecast[slots] = forecast.cpu().numpy()
+
+    def _prime(self, slots: np.ndarray) -> None:
+        """Read each slot's last ``timesteps`` readings from a zero state (as in training)."""
+        st = self.state
+        window = st.recent(slots, self.timesteps).astype(np.float64)  # (B, T, F)
+        fit = st.fit_scaler[slots]
+        if fit.any():
+            kind = self.ckpt.default_scaler.kind
+            for k in np.flatnonzero(fit):  # once per unseen stream, not per reading
+                s = Scaler.fit(window[k], kind)
+                st.offset[slots[k]], st.scale[slots[k]] = s.offset, s.scale
+            st.fit_scaler[slots[fit]] = False
+        forecast, (h, c) = self.model.prime(self._scaled(slots, window))
+        idx = torch.as_tensor(slots, device=self.device)
+        st.h.index_copy_(1, idx, h)
+        st.c.index_copy_(1, idx, c)
+        st.forecast[slots] = forecast.cpu().numpy()

@@ -1,0 +1,247 @@
+"""Per-stream state in preallocated slabs indexed by slot, and the stream-id → slot table.
+
+Every per-stream quantity is one row of a slab: ``h, c (layers, slots, hidden)`` on the model's
+device, and on the CPU the ring-buffer windows ``(slots, W, F)`` of raw readings, the stream's
+scaler, its pending forecast, its reading count and last timestamp. The hot path gathers and
+scatters rows by slot index; no per-stream Python object exists.
+
+Slabs grow by doubling (amortised, never a copy per step) up to ``max_streams``; past that the
+least recently used stream is evicted. Snapshots are ``.npz`` archives of plain arrays, read
+with ``allow_pickle=False``: a hostile snapshot cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.errors import DataError
+
+__all__ = ["StreamState", "SNAPSHOT_VERSION"]
+
+SNAPSHOT_VERSION = 1
+_CPU_SLABS = (
+    "window",
+    "pos",
+    "seen",
+    "offset",
+    "scale",
+    "forecast",
+    "last_ts",
+    "last_used",
+    "fit_scaler",
+)
+
+
+class StreamState:
+    """Slabs for up to ``max_streams`` streams of one model group.
+
+    Parameters
+    ----------
+    layers, hidden:
+        The LSTM's shape, for ``h`` and ``c``.
+    n_inputs, n_targets:
+        Features per reading (targets first) and how many are forecast.
+    window:
+        Readings kept per stream (the ring buffer), at least the model's timesteps.
+    """
+
+    def __init__(
+        self,
+        layers: int,
+        hidden: int,
+        n_inputs: int,
+        n_targets: int,
+        window: int,
+        device: torch.device,
+        capacity: int = 256,
+        max_streams: int = 1_000_000,
+    ) -> None:
+        if not 1 <= capacity <= max_streams:
+            raise ValueError(f"need 1 <= capacity ({capacity}) <= max_streams ({max_streams})")
+        self.layers, self.hidden, self._ring_len = layers, hidden, window
+        self.n_inputs, self.n_targets = n_inputs, n_targets
+        self.device, self.max_streams = device, max_streams
+        self.slot_of: dict[str, int] = {}
+        self.names: list[str | None] = []
+        self.free: list[int] = []
+        self.capacity = 0
+        self.tick = 0  # advances once per batch; orders streams by recency for LRU eviction
+        self._allocate(capacity)
+
+    # -- slabs -------------------------------------------------------------------------------
+    def _allocate(self, capacity: int) -> None:
+        """Grow every slab to ``capacity`` rows, keeping existing rows."""
+        old = self.capacity
+        grow = capacity - old
+        W, F, T = self._ring_len, self.n_inputs, self.n_targets
+        fresh = {
+            "window": np.zeros((grow, W, F), np.float32),  # raw readings, ring buffer
+            "pos": np.zeros(grow, np.int64),  # next write position in the ring
+            "seen": np.zeros(grow, np.int64),  # readings consumed since (re)start
+            "offset": np.zeros((grow, F), np.float64),  # scaler: scaled = (x - offset) / scale
+            "scale": np.ones((grow, F), np.float64),
+            "forecast": np.zeros((grow, T), np.float32),  # scaled forecast of the next reading
+            "last_ts": np.full(grow, -np.inf),  # event time of the last accepted reading
+            "last_used": np.zeros(grow, np.int64),  # batch tick, for LRU eviction
+            "fit_scaler": np.zeros(grow, bool),  # unseen stream: fit its scaler when primed
+        }
+        for name, rows in fresh.items():
+            setattr(self, name, rows if old == 0 else np.concatenate([getattr(self, name), rows]))
+        zeros = torch.zeros(self.layers, grow, self.hidden, device=self.device)
+        self.h = zeros if old == 0 else torch.cat([self.h, zeros], dim=1)  # (L, S, H)
+        self.c = zeros.clone() if old == 0 else torch.cat([self.c, zeros], dim=1)  # (L, S, H)
+        self.names.extend([None] * grow)
+        self.free.extend(range(capacity - 1, old - 1, -1))  # pop() hands out low slots first
+        self.capacity = capacity
+
+    def reset(self, slots: np.ndarray) -> None:
+        """Return ``slots`` to the state of a stream never seen."""
+        self.window[slots] = 0.0
+        self.pos[slots] = 0
+        self.seen[slots] = 0
+        self.forecast[slots] = 0.0
+        self.last_ts[slots] = -np.inf
+        idx = torch.as_tensor(slots, device=self.device)
+        self.h[:, idx] = 0.0
+        self.c[:, idx] = 0.0
+
+    # -- slot table --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def assign(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Slots for ``names`` (distinct), assigning new ones as needed.
+
+        Returns the slots, a mask of the streams that are new, and the ids evicted to make room.
+        """
+        slots = np.empty(len(names), np.int64)
+        new = np.zeros(len(names), bool)
+        evicted: list[str] = []
+        self.tick += 1
+        for i, name in enumerate(names):  # one dict lookup per distinct stream, not per reading
+            slot = self.slot_of.get(name)
+            if slot is None:
+                slot, gone = self._new_slot()
+                evicted.extend(gone)
+                self.slot_of[name], self.names[slot] = slot, name
+                new[i] = True
+            slots[i] = slot
+            self.last_used[slot] = self.tick  # protects it from eviction within this batch
+        if new.any():
+            self.reset(slots[new])
+        return slots, new, evicted
+
+    def _new_slot(self) -> tuple[int, list[str]]:
+        if not self.free and self.capacity < self.max_streams:
+            self._allocate(min(2 * self.capacity, self.max_streams))
+        if self.free:
+            return self.free.pop(), []
+        # Full: evict the least recently used stream, never one this batch touches.
+        slot = int(np.argmin(self.last_used))
+        if self.last_used[slot] == self.tick:
+            raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
+        name = self.names[slot]
+        del self.slot_of[name]
+        return slot, [name]
+
+    def evict(self, names: Sequence[str]) -> None:
+        """Forget these streams and free their slots."""
+        for name in names:
+            slot = self.slot_of.pop(name, None)
+            if slot is not None:
+                self.names[slot] = None
+                self.free.append(slot)
+
+    def idle_streams(self, now: float, idle_s: float) -> list[str]:
+        """Streams whose last reading is older than ``now - idle_s`` (event time)."""
+        slots = np.fromiter(self.slot_of.values(), np.int64, len(self.slot_of))
+        old = slots[self.last_ts[slots] < now - idle_s]
+        return [self.names[s] for s in old]
+
+    # -- window ------------------------------------------------------------------------------
+    def push(self, slots: np.ndarray, x: np.ndarray) -> None:
+        """Append one raw reading ``(B, F)`` to each slot's ring (slots distinct)."""
+        self.window[slots, self.pos[slots] % self.window_len] = x
+        self.pos[slots] += 1
+
+    @property
+    def window_len(self) -> int:
+        return self._ring_len
+
+    def recent(self, slots: np.ndarray, n: int) -> np.ndarray:
+        """The last ``n`` readings of each slot, oldest first: ``(B, n, F)``."""
+        steps = self.pos[slots, None] - n + np.arange(n)  # (B, n)
+        return self.window[slots[:, None], steps % self.window_len]
+
+    def bytes_per_stream(self) -> int:
+        """Memory of one stream's state, all slabs included."""
+        cpu = sum(getattr(self, k).nbytes for k in _CPU_SLABS) // self.capacity
+        gpu = 2 * self.layers * self.hidden * self.h.element_size()
+        return cpu + gpu
+
+    # -- snapshot ----------------------------------------------------------------------------
+    def snapshot(
+        self, path: str | os.PathLike[str], extra: dict[str, np.ndarray] | None = None
+    ) -> Path:
+        """Write the occupied slots to ``path`` (``.npz``, atomic); ``extra`` adds arrays."""
+        path = Path(path)
+        names = sorted(self.slot_of)
+        slots = np.array([self.slot_of[n] for n in names], np.int64)
+        idx = torch.as_tensor(slots, device=self.device)
+        arrays = {k: getattr(self, k)[slots] for k in _CPU_SLABS}
+        arrays |= {
+            "h": self.h[:, idx].cpu().numpy(),
+            "c": self.c[:, idx].cpu().numpy(),
+            "names": np.array(names, dtype=np.str_),
+            "version": np.array(SNAPSHOT_VERSION),
+            "shape": np.array(
+                [self.layers, self.hidden, self.n_inputs, self.n_targets, self._ring_len]
+            ),
+        }
+        arrays |= {f"extra_{k}": v for k, v in (extra or {}).items()}
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    def restore(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Load a snapshot into this (empty or not) state; returns the slots of the restored
+        streams, in the snapshot's order, and its ``extra`` arrays."""
+        arrays = _read_snapshot(Path(path))
+        expect = [self.layers, self.hidden, self.n_inputs, self.n_targets, self._ring_len]
+        if arrays["shape"].tolist() != expect:
+            raise DataError(f"{path}: snapshot shape {arrays['shape'].tolist()} != state {expect}")
+        names = [str(n) for n in arrays["names"]]
+        slots, _, _ = self.assign(names)
+        for k in _CPU_SLABS:
+            getattr(self, k)[slots] = arrays[k]
+        idx = torch.as_tensor(slots, device=self.device)
+        self.h[:, idx] = torch.from_numpy(arrays["h"]).to(self.device)
+        self.c[:, idx] = torch.from_numpy(arrays["c"]).to(self.device)
+        extra = {k[len("extra_") :]: v for k, v in arrays.items() if k.startswith("extra_")}
+        return slots, extra
+
+
+def _read_snapshot(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such snapshot") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable state snapshot ({type(exc).__name__})") from None
+    missing = [k for k in (*_CPU_SLABS, "h", "c", "names", "version", "shape") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: not a state snapshot (missing {missing})")
+    if int(arrays["version"]) != SNAPSHOT_VERSION:
+        raise DataError(
+            f"{path}: snapshot version {int(arrays['version'])}, expected {SNAPSHOT_VERSION}"
+        )
+    return arrays

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from detector.alerts import AlertConfig, AlertTracker, alert_id
+
+
+def _drive(scores: list[float], **kw) -> tuple[list[str], list, list]:
+    tracker = AlertTracker(AlertConfig(**kw), ("a", "b"), capacity=1)
+    ids, opened, closed = [], [], []
+    for t, s in enumerate(scores):
+        i, o, c = tracker.update(
+            np.array([0]), ["pump"], np.array([float(t)]), np.array([s]), np.array([[0.2, 0.8]])
+        )
+        ids.append(i[0])
+        opened += o
+        closed += c
+    return ids, opened, closed
+
+
+def test_hysteresis_and_clear_duration() -> None:
+    scores = [0.1, 0.6, 0.4, 0.35, 0.2, 0.9, 0.1, 0.1, 0.1]
+    ids, opened, closed = _drive(scores, clear_duration=2)
+    assert len(opened) == 1 and len(closed) == 1
+    # 0.4 and 0.35 are below open_at but above close_at: the alert holds (hysteresis)
+    # and one reading below close_at (t=4) is not enough to close it
+    assert [bool(i) for i in ids] == [False, True, True, True, True, True, True, True, False]
+    assert closed[0].end == 7.0 and opened[0].start == 1.0
+    assert opened[0].peak_score == 0.9 and opened[0].top_features == ["b", "a"]
+
+
+def test_min_duration_and_cooldown() -> None:
+    ids, opened, _ = _drive(
+        [0.6, 0.1, 0.6, 0.6, 0.1, 0.6, 0.6], min_duration=2, clear_duration=1, cooldown=2
+    )
+    assert len(opened) == 1 and opened[0].start == 2.0  # a lone reading never opens
+    assert ids[5] == "" and ids[6] == ""  # cool-down after the close at t=4
+
+
+def test_ids_are_deterministic_and_distinct() -> None:
+    ids1, opened1, _ = _drive([0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9], clear_duration=3)
+    ids2, opened2, _ = _drive([0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9], clear_duration=3)
+    assert [e.id for e in opened1] == [e.id for e in opened2]
+    assert len({e.id for e in opened1}) == 2
+    assert opened1[0].id == alert_id("pump", 1.0)
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match="close_at"):
+        AlertConfig(open_at=0.3, close_at=0.5)

@@ -1,0 +1,174 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from detector.engine import Engine, EngineConfig
+from detector.feed import interleave
+from detector.training import TrainConfig, train
+from tests.conftest import sine_fleet
+
+T = 12
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    result = train(sine_fleet(), TrainConfig(timesteps=T, hidden=16, epochs=3, device="cpu"))
+    return result.to_checkpoint()
+
+
+def _engine(ckpt, **kw) -> Engine:
+    return Engine(ckpt, EngineConfig(device="cpu", **kw))
+
+
+def _fleet_feed(spike_at: int = 400):
+    fleet = sine_fleet()
+    fleet[1].values[spike_at, 0] += 500.0  # stream s1 is scaled by 10: a 50-sigma spike
+    fleet[2].values[spike_at + 50 : spike_at + 53, 1] = np.nan
+    return interleave(fleet, ("a", "b"))
+
+
+def test_one_big_batch_equals_reading_by_reading(ckpt) -> None:
+    feed = _fleet_feed()
+    big = _engine(ckpt).process(feed.stream, feed.timestamp, feed.values)
+    one = _engine(ckpt)
+    parts = [
+        one.process(feed.stream[i : i + 1], feed.timestamp[i : i + 1], feed.values[i : i + 1])
+        for i in range(len(feed))
+    ]
+    np.testing.assert_allclose(np.concatenate([p.score for p in parts]), big.score, atol=1e-5)
+    np.testing.assert_array_equal(np.concatenate([p.alert_id for p in parts]), big.alert_id)
+    assert [e.id for p in parts for e in p.opened] == [e.id for e in big.opened]
+    assert big.alert.any()
+
+
+def test_interleaved_batches_of_many_readings_per_stream_keep_order(ckpt) -> None:
+    feed = _fleet_feed()
+    ref = _engine(ckpt).process(feed.stream, feed.timestamp, feed.values)
+    # Same readings, grouped stream by stream inside uneven batches: per-stream order unchanged.
+    order = np.lexsort((feed.timestamp, feed.stream))
+    engine, scores = _engine(ckpt), np.empty(len(feed))
+    for start, stop in [(0, 7), (7, 700), (700, 701), (701, len(feed))]:
+        idx = order[start:stop]
+        scores[idx] = engine.process(feed.stream[idx], feed.timestamp[idx], feed.values[idx]).score
+    np.testing.assert_allclose(scores, ref.score, atol=1e-5)
+
+
+def test_warm_up_is_neutral_for_timesteps_plus_scorer_warmup(ckpt) -> None:
+    s = sine_fleet(streams=1)[0]
+    engine = _engine(ckpt)
+    res = engine.process([s.name] * len(s), s.timestamps, s.values)
+    warm = T + engine.config.scorer.warmup
+    assert np.all(res.score[:warm] == 0.0) and np.all(np.isnan(res.error[:T]))
+    assert np.all(res.score[warm:] > 0.0)
+
+
+def test_forecast_before_observe(ckpt) -> None:
+    """A reading is scored against the forecast made before the model saw it."""
+    s = sine_fleet(streams=1)[0]
+    engine = _engine(ckpt)
+    head = engine.process([s.name] * 100, s.timestamps[:100], s.values[:100])
+    pending = engine._unscale(np.array([0]), engine.state.forecast[[0]])[0]
+    nxt = engine.process([s.name], s.timestamps[100:101], s.values[100:101])
+    np.testing.assert_allclose(nxt.forecast[0], pending)
+    assert head.forecast.shape == (100, 2)
+
+
+def test_spike_raises_one_alert_naming_the_feature(ckpt) -> None:
+    feed = _fleet_feed()
+    res = _engine(ckpt).process(feed.stream, feed.timestamp, feed.values)
+    spikes = [e for e in res.opened if e.stream == "s1"]
+    assert len(spikes) == 1 and spikes[0].top_features[0] == "a"
+    assert spikes[0].start == feed.timestamp[(feed.stream == "s1")][400]
+    again = _engine(ckpt).process(feed.stream, feed.timestamp, feed.values)
+    assert [e.id for e in again.opened] == [e.id for e in res.opened]  # deterministic ids
+
+
+def test_duplicate_and_backwards_timestamps_are_rejected_not_applied(ckpt) -> None:
+    s = sine_fleet(streams=1)[0]
+    engine = _engine(ckpt)
+    engine.process([s.name] * 50, s.timestamps[:50], s.values[:50])
+    seen = int(engine.state.seen[0])
+    res = engine.process([s.name] * 3, s.timestamps[[49, 10, 50]], s.values[[49, 10, 50]])
+    assert res.status.tolist() == [1, 2, 0]
+    assert int(engine.state.seen[0]) == seen + 1
+
+
+def test_missing_values_are_imputed_and_all_missing_scores_high(ckpt) -> None:
+    s = sine_fleet(streams=1)[0]
+    values = s.values.copy()
+    values[200, 0] = np.nan
+    values[300] = np.nan
+    res = _engine(ckpt).process([s.name] * len(s), s.timestamps, values)
+    assert np.isfinite(res.score).all()
+    assert res.score[300] == 1.0 and res.score[200] < 0.5
+
+
+def test_gap_restarts_warm_up(ckpt) -> None:
+    s = sine_fleet(streams=1)[0]
+    ts = s.timestamps.copy()
+    ts[300:] += 86_400.0
+    res = _engine(ckpt, gap_s=3600.0).process([s.name] * len(s), ts, s.values)
+    assert np.all(np.isnan(res.error[300 : 300 + T])) and np.isfinite(res.error[300 + T])
+
+
+def test_cap_evicts_least_recently_used(ckpt) -> None:
+    engine = _engine(ckpt, capacity=2, max_streams=2)
+    for name in ("x", "y", "x", "z"):
+        engine.process([name], [1.0e9 + len(engine.state.slot_of)], [[0.0, 0.0]])
+    assert set(engine.state.slot_of) == {"x", "z"}
+
+
+def test_snapshot_restore_continues_identically(ckpt, tmp_path) -> None:
+    feed = _fleet_feed()
+    half = len(feed) // 2
+    ref = _engine(ckpt).process(feed.stream, feed.timestamp, feed.values)
+    first = _engine(ckpt)
+    first.process(feed.stream[:half], feed.timestamp[:half], feed.values[:half])
+    first.snapshot(tmp_path / "state.npz")
+    second = _engine(ckpt)
+    assert second.restore(tmp_path / "state.npz") == 3
+    rest = second.process(feed.stream[half:], feed.timestamp[half:], feed.values[half:])
+    np.testing.assert_allclose(rest.score, ref.score[half:], atol=1e-6)
+    np.testing.assert_array_equal(rest.alert_id, ref.alert_id[half:])
+
+
+def test_unseen_stream_fits_its_own_scaler(ckpt) -> None:
+    s = sine_fleet(streams=1, scale=1e4, offset=3e5)[0]
+    engine = _engine(ckpt)
+    res = engine.process(["brand-new"] * len(s), s.timestamps, s.values)
+    # fitted on its own window, not taken from the pooled scaler
+    assert engine.state.scale[0, 0] > 5 * ckpt.default_scaler.scale[0]
+    assert np.nanmedian(res.score) < 0.3
+
+
+def test_state_bytes_per_stream_at_reference_shape() -> None:
+    import torch
+
+    from detector.state import StreamState
+
+    st = StreamState(
+        layers=2,
+        hidden=64,
+        n_inputs=8,
+        n_targets=8,
+        window=64,
+        device=torch.device("cpu"),
+        capacity=1024,
+    )
+    payload = (2 * 2 * 64 + 64 * 8) * 4  # h, c and the window, float32: 3 KiB
+    assert payload == 3072
+    assert st.bytes_per_stream() <= 1.5 * payload, st.bytes_per_stream()
+
+
+def test_bad_snapshot_is_refused(ckpt, tmp_path) -> None:
+    from detector.errors import DataError
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(DataError, match="not a readable state snapshot"):
+        _engine(ckpt).restore(bad)
+    other = dataclasses.replace(EngineConfig(device="cpu"), window=T + 5)
+    Engine(ckpt, other).snapshot(tmp_path / "w.npz")
+    with pytest.raises(DataError, match="snapshot shape"):
+        _engine(ckpt).restore(tmp_path / "w.npz")

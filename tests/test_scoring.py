@@ -1,0 +1,68 @@
+"""Every scorer passes the same contract; then each one's own behaviour."""
+
+import numpy as np
+import pytest
+
+from detector.scoring import SCORERS, ScorerConfig, chi2_tail, make_scorer, surprise
+
+CFG = ScorerConfig(warmup=10, short=5, long=100)
+
+
+def _errors(seed: int, n: int = 300, b: int = 4, t: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 1, (n, b, t))
+
+
+def _run(kind: str, errs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "kind": kind}), np.ones(errs.shape[2]), 8)
+    slots = np.arange(errs.shape[1])
+    out = [scorer.score(slots, e) for e in errs]
+    return np.stack([s for s, _ in out]), np.stack([c for _, c in out])
+
+
+@pytest.mark.parametrize("kind", sorted(SCORERS))
+def test_contract_deterministic_range_neutral_warmup_no_mutation(kind: str) -> None:
+    errs = _errors(0)
+    before = errs.copy()
+    s1, c1 = _run(kind, errs)
+    s2, c2 = _run(kind, errs)
+    np.testing.assert_array_equal(errs, before)  # input not mutated
+    np.testing.assert_array_equal(s1, s2)  # same input, same scores
+    np.testing.assert_array_equal(c1, c2)
+    assert np.all((s1 >= 0) & (s1 <= 1))  # one score scale
+    assert np.all(s1[: CFG.warmup] == 0.0)  # warm-up is neutral
+    assert np.allclose(c1.sum(axis=2)[s1 > 0], 1.0)  # contributions are shares
+    other, _ = _run(kind, _errors(1))
+    assert not np.array_equal(s1, other)
+
+
+@pytest.mark.parametrize("kind", sorted(SCORERS))
+def test_contract_normal_errors_rarely_alert_and_big_ones_do(kind: str) -> None:
+    errs = _errors(2, n=600)
+    scores, _ = _run(kind, errs)
+    assert np.mean(scores[100:] >= 0.5) < 0.01  # p <= 1e-5 should almost never happen
+    errs[400:420, 0, 1] += 8.0  # a sustained 8-sigma error on one target of stream 0
+    hit, contrib = _run(kind, errs)
+    assert hit[400:420, 0].max() >= 0.5
+    assert np.argmax(contrib[hit[:, 0].argmax(), 0]) == 1
+    np.testing.assert_array_equal(hit[:, 1:], scores[:, 1:])  # other streams unaffected
+
+
+def test_gaussian_single_spike_and_missing_targets() -> None:
+    errs = _errors(3)
+    errs[200, 2, 0] = 10.0
+    errs[250, 3] = np.nan
+    errs[260, 3, 1] = np.nan
+    scores, _ = _run("gaussian", errs)
+    assert scores[200, 2] == 1.0 and scores[199, 2] < 0.5
+    assert scores[250, 3] == 0.0  # nothing to score: neutral here (the engine decides otherwise)
+    assert 0 < scores[260, 3] < 0.5
+
+
+def test_surprise_scale_meaning() -> None:
+    np.testing.assert_allclose(surprise(np.array([1.0, 1e-5, 1e-10, 1e-30])), [0, 0.5, 1, 1])
+    np.testing.assert_allclose(chi2_tail(np.array([3.841458820694124]), np.array([1])), [0.05])
+
+
+def test_unknown_scorer() -> None:
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        make_scorer(ScorerConfig(kind="magic"), np.ones(1), 1)
