@@ -15,7 +15,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `detector --version` stays fast and a broken optional part names itself.
-    from detector import cli_inspect, cli_nab_score, cli_score, cli_train, demo
+    from detector import cli_evaluate, cli_inspect, cli_nab_score, cli_score, cli_train, demo
     from simulators import cli as simulate_cli
 
     parser = argparse.ArgumentParser(
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cli.register(sub)
     cli_train.register(sub)
     cli_score.register(sub)
+    cli_evaluate.register(sub)
     cli_nab_score.register(sub)
     cli_inspect.register(sub)
     return parser

@@ -50,6 +50,7 @@ class EngineConfig:
     capacity: int = 256  # initial slots; doubles as streams arrive
     max_streams: int = 1_000_000  # past this the least recently used stream is evicted
     gap_s: float | None = None  # event-time gap that restarts a stream's warm-up
+    idle_s: float | None = None  # a stream silent this long (event time) is forgotten
     missing_score: float = 1.0  # score of a primed reading whose targets are all missing
     device: str = "auto"
 
@@ -140,6 +141,8 @@ class Engine:
         )
         if n == 0:
             return res
+        if self.config.idle_s is not None:
+            self.state.evict(self.state.idle_streams(float(ts.max()), self.config.idle_s))
         names, inverse = np.unique(streams, return_inverse=True)
         slots = self._slots(list(names))[inverse]  # (N,)
         order, starts = _waves(inverse)

@@ -137,7 +137,74 @@ def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     detection = summary["detection"]
-    assert detection["anomalies_scored"] > 0
-    assert 0 <= detection["anomalies_detected"] <= detection["anomalies_scored"]
-    for name in ("model.pt", "loss.png", "forecast.png", "scores.png", "data/manifest.json"):
+    assert detection["event"]["recall"] is not None and 0 <= detection["event"]["recall"] <= 1
+    assert set(detection["recall_by_kind"]) <= {
+        "spike",
+        "level_shift",
+        "drift",
+        "stuck",
+        "noise_burst",
+        "correlation_break",
+        "dropout",
+    }
+    for name in ("model.pt", "loss.png", "forecast.png", "data/manifest.json"):
         assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / "plots").glob("*.png"))
+
+
+def test_score_writes_one_row_per_reading_and_alerts(simulated: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(simulated),
+                "--covariates",
+                "setpoint_0",
+                "--out",
+                str(model),
+                "--epochs",
+                "2",
+                "--timesteps",
+                "8",
+                "--hidden",
+                "8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "scores.csv"
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(model),
+                "--input",
+                str(simulated),
+                "--output",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    rows = out.read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[:8] == [
+        "stream",
+        "timestamp",
+        "status",
+        "error",
+        "score",
+        "alert",
+        "alert_id",
+        "top_features",
+    ]
+    assert len(rows) == 1 + 3 * 400
+    alerts = json.loads((tmp_path / "scores-alerts.json").read_text())
+    flagged = {r.split(",")[6] for r in rows[1:] if r.split(",")[5] == "1"}
+    assert flagged == {a["id"] for a in alerts}

@@ -172,3 +172,12 @@ def test_bad_snapshot_is_refused(ckpt, tmp_path) -> None:
     Engine(ckpt, other).snapshot(tmp_path / "w.npz")
     with pytest.raises(DataError, match="snapshot shape"):
         _engine(ckpt).restore(tmp_path / "w.npz")
+
+
+def test_idle_streams_are_forgotten(ckpt) -> None:
+    engine = _engine(ckpt, idle_s=3600.0)
+    engine.process(["old", "new"], [1.0e9, 1.0e9], [[0.0, 0.0], [0.0, 0.0]])
+    engine.process(["new"], [1.0e9 + 7200], [[0.0, 0.0]])
+    assert set(engine.state.slot_of) == {"new"}
+    engine.process(["old"], [1.0e9 + 7300], [[0.0, 0.0]])  # comes back as a new stream
+    assert engine.state.seen[engine.state.slot_of["old"]] == 1
