@@ -15,7 +15,15 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `detector --version` stays fast and a broken optional part names itself.
-    from detector import cli_evaluate, cli_inspect, cli_nab_score, cli_score, cli_train, demo
+    from detector import (
+        cli_evaluate,
+        cli_inspect,
+        cli_nab_score,
+        cli_run,
+        cli_score,
+        cli_train,
+        demo,
+    )
     from simulators import cli as simulate_cli
 
     parser = argparse.ArgumentParser(
@@ -26,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(sub)
+    cli_run.register(sub)
     simulate_cli.register(sub)
     cli_train.register(sub)
     cli_score.register(sub)

@@ -21,10 +21,12 @@ needs ``ScorerConfig.warmup`` more readings before scores leave neutral: a strea
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -153,16 +155,31 @@ class Engine:
         return res
 
     # -- snapshot ------------------------------------------------------------------------------
-    def snapshot(self, path: str | os.PathLike[str]) -> Path:
-        """Save every stream's state (model state, window, scorer and alert state), atomically."""
-        names = sorted(self.state.slot_of)
+    def snapshot(
+        self, path: str | os.PathLike[str] | BinaryIO, names: Sequence[str] | None = None
+    ) -> Path | None:
+        """Save streams' state (model state, window, scorer and alert state): all streams, or
+        ``names``; to a path (atomically) or a binary file object."""
+        names = sorted(self.state.slot_of if names is None else names)
         slots = np.array([self.state.slot_of[n] for n in names], np.int64)
         extra = {f"scorer_{k}": v[slots] for k, v in self.scorer.slabs.items()}
         extra |= {f"alerts_{k}": v[slots] for k, v in self.alerts.slabs.items()}
-        return self.state.snapshot(path, extra)
+        return self.state.snapshot(path, extra, names)
 
-    def restore(self, path: str | os.PathLike[str]) -> int:
-        """Load a snapshot written by :meth:`snapshot`; returns the number of streams restored."""
+    def snapshot_bytes(self, names: Sequence[str] | None = None) -> bytes:
+        buf = io.BytesIO()
+        self.snapshot(buf, names)
+        return buf.getvalue()
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop these streams (e.g. their partition moved to another worker)."""
+        slots = np.array([self.state.slot_of[n] for n in names if n in self.state.slot_of])
+        if len(slots):
+            self.alerts.reset(slots)
+        self.state.evict(names)
+
+    def restore(self, path: str | os.PathLike[str] | BinaryIO) -> list[str]:
+        """Load a snapshot written by :meth:`snapshot`; returns the streams restored."""
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
@@ -173,7 +190,7 @@ class Engine:
                     )
                 owner.slabs[k][slots] = extra[prefix + k]
         self.alerts.rebuild_open(slots, self.state.names)
-        return len(slots)
+        return [self.state.names[s] for s in slots]
 
     def _sync_capacity(self) -> None:
         if self.state.capacity > self.scorer.capacity:

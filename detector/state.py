@@ -16,6 +16,7 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -187,11 +188,17 @@ class StreamState:
 
     # -- snapshot ----------------------------------------------------------------------------
     def snapshot(
-        self, path: str | os.PathLike[str], extra: dict[str, np.ndarray] | None = None
-    ) -> Path:
-        """Write the occupied slots to ``path`` (``.npz``, atomic); ``extra`` adds arrays."""
-        path = Path(path)
-        names = sorted(self.slot_of)
+        self,
+        path: str | os.PathLike[str] | BinaryIO,
+        extra: dict[str, np.ndarray] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> Path | None:
+        """Write the streams ``names`` (default: all) to ``path`` as ``.npz``.
+
+        A path is written atomically (temp file + rename); a binary file object is written
+        as is. ``extra`` adds arrays, one row per stream in sorted-name order.
+        """
+        names = sorted(self.slot_of if names is None else names)
         slots = np.array([self.slot_of[n] for n in names], np.int64)
         idx = torch.as_tensor(slots, device=self.device)
         arrays = {k: getattr(self, k)[slots] for k in _CPU_SLABS}
@@ -205,16 +212,22 @@ class StreamState:
             ),
         }
         arrays |= {f"extra_{k}": v for k, v in (extra or {}).items()}
+        if hasattr(path, "write"):
+            np.savez(path, **arrays)
+            return None
+        path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, path)
         return path
 
-    def restore(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Load a snapshot into this (empty or not) state; returns the slots of the restored
-        streams, in the snapshot's order, and its ``extra`` arrays."""
-        arrays = _read_snapshot(Path(path))
+    def restore(
+        self, path: str | os.PathLike[str] | BinaryIO
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Load a snapshot (path or binary file object) into this state; returns the slots of
+        the restored streams, in the snapshot's order, and its ``extra`` arrays."""
+        arrays = _read_snapshot(path)
         expect = [self.layers, self.hidden, self.n_inputs, self.n_targets, self._ring_len]
         if arrays["shape"].tolist() != expect:
             raise DataError(f"{path}: snapshot shape {arrays['shape'].tolist()} != state {expect}")
@@ -229,7 +242,7 @@ class StreamState:
         return slots, extra
 
 
-def _read_snapshot(path: Path) -> dict[str, np.ndarray]:
+def _read_snapshot(path: str | os.PathLike[str] | BinaryIO) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

@@ -120,9 +120,10 @@ def test_bad_data_path_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
+def test_offline_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     argv = [
         "demo",
+        "--offline",
         "--out",
         str(tmp_path),
         "--streams",

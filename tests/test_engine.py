@@ -127,7 +127,7 @@ def test_snapshot_restore_continues_identically(ckpt, tmp_path) -> None:
     first.process(feed.stream[:half], feed.timestamp[:half], feed.values[:half])
     first.snapshot(tmp_path / "state.npz")
     second = _engine(ckpt)
-    assert second.restore(tmp_path / "state.npz") == 3
+    assert second.restore(tmp_path / "state.npz") == ["s0", "s1", "s2"]
     rest = second.process(feed.stream[half:], feed.timestamp[half:], feed.values[half:])
     np.testing.assert_allclose(rest.score, ref.score[half:], atol=1e-6)
     np.testing.assert_array_equal(rest.alert_id, ref.alert_id[half:])

@@ -1,0 +1,159 @@
+"""Kafka plumbing: clients from settings, topic creation, and the partition-state store.
+
+The state store keeps each input partition's engine snapshot in a state topic, so the worker
+that takes a partition over after a rebalance or a crash resumes exactly where the state says,
+on any machine (Kafka Streams' changelog idea). A snapshot larger than one record is split
+into chunks; a generation id ties the chunks of one snapshot together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+__all__ = ["PartitionState", "StateStore", "ensure_topics", "partition_key"]
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 900_000  # under Kafka's default 1 MiB record limit, with room for headers
+
+
+def partition_key(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    client_options: Mapping | None = None,
+    compacted: Iterable[str] = (),
+) -> None:
+    """Create missing topics (name → partitions); compacted ones keep the last value per key."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **dict(client_options or {}))
+    try:
+        for name, partitions in topics.items():
+            configs = {"cleanup.policy": "compact"} if name in set(compacted) else {}
+            try:
+                admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """A partition's snapshot and the input offset it covers (the next one to read)."""
+
+    data: bytes
+    offset: int
+
+
+def _header(headers: list[tuple[str, bytes]], name: str) -> str:
+    return next((v.decode() for k, v in headers if k == name), "")
+
+
+class StateStore:
+    """Write and read per-partition snapshots in a (compacted) state topic."""
+
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        topic: str,
+        bootstrap: str,
+        client_options: Mapping | None = None,
+    ) -> None:
+        self.producer, self.topic = producer, topic
+        self.bootstrap, self.client_options = bootstrap, dict(client_options or {})
+
+    def write(self, tp: TopicPartition, data: bytes, offset: int) -> list:
+        """Send one snapshot (compressed, chunked); returns the send futures to wait on."""
+        blob = zlib.compress(data, 1)
+        gen = uuid.uuid4().hex[:12]
+        parts = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+        key = partition_key(tp)
+        futures = []
+        for i, part in enumerate(parts):
+            headers = [
+                ("gen", gen.encode()),
+                ("part", str(i).encode()),
+                ("parts", str(len(parts)).encode()),
+                ("offset", str(offset).encode()),
+            ]
+            futures.append(
+                self.producer.send(
+                    self.topic, key=f"{key}#{i}".encode(), value=part, headers=headers
+                )
+            )
+        return futures
+
+    def read(
+        self, tps: Iterable[TopicPartition], timeout_s: float = 30.0
+    ) -> dict[str, PartitionState]:
+        """The latest complete snapshot of each partition in ``tps`` that has one."""
+        wanted = {partition_key(tp) for tp in tps}
+        chunks: dict[tuple[str, str], dict[int, bytes]] = {}
+        latest: dict[str, tuple[str, int, int]] = {}  # key -> (gen, parts, offset), by log order
+        for record in self._read_all(timeout_s):
+            key = record.key.decode().rsplit("#", 1)[0]
+            if key not in wanted:
+                continue
+            gen, part = _header(record.headers, "gen"), int(_header(record.headers, "part"))
+            parts, offset = (
+                int(_header(record.headers, "parts")),
+                int(_header(record.headers, "offset")),
+            )
+            chunks.setdefault((key, gen), {})[part] = record.value
+            latest[key] = (gen, parts, offset)
+        out = {}
+        for key, (gen, parts, offset) in latest.items():
+            got = chunks[(key, gen)]
+            if len(got) != parts:
+                log.warning(
+                    "state for %s: generation %s incomplete (%d/%d chunks); ignored",
+                    key,
+                    gen,
+                    len(got),
+                    parts,
+                )
+                continue
+            out[key] = PartitionState(
+                zlib.decompress(b"".join(got[i] for i in range(parts))), offset
+            )
+        return out
+
+    def _read_all(self, timeout_s: float) -> list:
+        """Every record of the state topic, in log order (read to the current end)."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.client_options
+        )
+        try:
+            tps = [
+                TopicPartition(self.topic, p)
+                for p in consumer.partitions_for_topic(self.topic) or ()
+            ]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            records, deadline = [], time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=200).values():
+                    records.extend(batch)
+                # highwater is known once a fetch has answered; end_offsets is wrong on Tansu
+                ends = [consumer.highwater(tp) for tp in tps]
+                if all(
+                    h is not None and consumer.position(tp) >= h
+                    for tp, h in zip(tps, ends, strict=True)
+                ):
+                    return records
+            raise TimeoutError(f"state topic {self.topic!r} not read to its end in {timeout_s:g} s")
+        finally:
+            consumer.close()

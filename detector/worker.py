@@ -1,0 +1,308 @@
+"""The daemon loop: poll → decode → engine → publish → checkpoint → commit.
+
+At-least-once, nothing lost. Offsets are committed only at a checkpoint, after every alert and
+dead letter of the readings they cover has been acknowledged by the broker and the state that
+reflects them has been written to the state topic with those same offsets. After a crash or a
+rebalance the partition's new owner restores that state and seeks to its offset, so it resumes
+exactly there; readings after the checkpoint are scored again and give the same alert ids,
+which downstream de-duplicates.
+
+Rebalance callbacks run on kafka-python's network loop, where blocking IO would stall the
+heartbeat; they only record what changed (and pause new partitions). The loop acts on it
+between polls: it drops the state of revoked partitions and restores assigned ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+from detector.alerts import AlertEvent
+from detector.checkpoint import load_checkpoint
+from detector.codec import decode_batch
+from detector.config import WorkerConfig
+from detector.engine import STATUS, BatchResult, Engine
+from detector.errors import DetectorError
+from detector.kafka_io import StateStore, partition_key
+from detector.metrics import Metrics
+
+__all__ = ["Worker", "alert_message"]
+
+log = logging.getLogger(__name__)
+
+
+def model_version(path: str | Path) -> str:
+    """Content hash of a checkpoint file: which model raised an alert."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def alert_message(event: AlertEvent, status: str, version: str) -> bytes:
+    """The alert record: same id for its opening and its resolution."""
+    return orjson.dumps(
+        {
+            "id": event.id,
+            "status": status,
+            "stream": event.stream,
+            "start": event.start,
+            "end": event.end,
+            "peak_score": round(event.peak_score, 6),
+            "top_features": event.top_features,
+            "model_version": version,
+        }
+    )
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Records rebalances for the loop; never blocks the network thread."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked):
+        self.worker._revoked.update(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        # An eager rebalance revokes everything first: what the loop has not yet dropped
+        # (``_revoked``) does not count as held.
+        held = self.worker.assigned - self.worker._revoked
+        new = set(assigned) - held
+        self.worker._assigned.update(new)
+        if new:
+            self.worker.consumer.pause(*new)  # no data until its state is restored
+
+
+class Worker:
+    """One member of the consumer group; ``run`` until ``stop`` is called."""
+
+    def __init__(self, config: WorkerConfig, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.ckpt = load_checkpoint(config.model.path)
+        self.version = model_version(config.model.path)
+        # model.device says where the model runs; the engine runs it there.
+        self.engine = Engine(
+            self.ckpt, dataclasses.replace(config.engine, device=config.model.device)
+        )
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.stopping = threading.Event()
+        self.assigned: set[TopicPartition] = set()
+        self._assigned: set[TopicPartition] = set()  # set by the listener, handled by the loop
+        self._revoked: set[TopicPartition] = set()
+        self.owner: dict[str, TopicPartition] = {}  # stream -> the partition it arrives on
+        self.next_offset: dict[TopicPartition, int] = {}
+        self.last_checkpoint = time.monotonic()
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.pending: list = []  # send futures since the last checkpoint
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Worker:
+        k = self.config.kafka
+        opts = k.client_options_dict()
+        self.producer = KafkaProducer(
+            bootstrap_servers=k.bootstrap_servers, acks="all", linger_ms=5, **opts
+        )
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers,
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=k.max_poll_records,
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            **opts,
+        )
+        self.consumer.subscribe(list(k.topics), listener=_Listener(self))
+        self.state = StateStore(self.producer, k.state_topic, k.bootstrap_servers, opts)
+        return self
+
+    def stop(self) -> None:
+        """Ask the loop to finish its poll, checkpoint, commit and leave the group."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                self.poll_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.consumer is None:
+            return
+        try:
+            self._rebalance()
+            self.checkpoint()
+        finally:
+            self.consumer.close(autocommit=False)
+            self.producer.close()
+            self.consumer = None
+
+    # -- the loop ------------------------------------------------------------------------------
+    def poll_once(self) -> int:
+        k = self.config.kafka
+        polled = self.consumer.poll(timeout_ms=k.poll_timeout_ms, max_records=k.max_poll_records)
+        self._rebalance()
+        records = [r for tp, batch in polled.items() if tp in self.assigned for r in batch]
+        if records:
+            with self.metrics.batch_seconds.time():
+                self._process(records)
+        if time.monotonic() - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
+            self.checkpoint()
+        return len(records)
+
+    def _process(self, records: list) -> None:
+        k, m = self.config.kafka, self.metrics
+        m.consumed.inc(len(records))
+        keys = [r.key for r in records]
+        decoded = decode_batch(
+            keys,
+            [r.value for r in records],
+            k.format,
+            self.ckpt.inputs,
+            now=time.time(),
+            max_bytes=k.max_record_bytes,
+            max_future_s=self.config.worker.max_future_s,
+        )
+        for rej in decoded.rejects:
+            self._dead_letter(records[rej.index], rej.reason, rej.detail)
+        for r in records:  # offsets advance over good and bad records alike
+            tp = TopicPartition(r.topic, r.partition)
+            self.next_offset[tp] = max(self.next_offset.get(tp, 0), r.offset + 1)
+        if len(decoded.index) == 0:
+            return
+        names, first = np.unique(decoded.stream, return_index=True)
+        for name, i in zip(names.tolist(), decoded.index[first].tolist(), strict=True):
+            self.owner[name] = TopicPartition(records[i].topic, records[i].partition)
+        res = self.engine.process(decoded.stream, decoded.timestamp, decoded.values)
+        for j in np.flatnonzero(res.status != 0):
+            self._dead_letter(records[decoded.index[j]], STATUS[res.status[j]], "")
+        m.scored.inc(int((res.status == 0).sum()))
+        self._publish(res)
+
+    def _publish(self, res: BatchResult) -> None:
+        k, m = self.config.kafka, self.metrics
+        for event, status in [(e, "open") for e in res.opened] + [
+            (e, "resolved") for e in res.closed
+        ]:
+            self.pending.append(
+                self.producer.send(
+                    k.alerts_topic,
+                    key=event.stream.encode(),
+                    value=alert_message(event, status, self.version),
+                )
+            )
+        m.alerts_opened.inc(len(res.opened))
+        m.alerts_resolved.inc(len(res.closed))
+        m.alerts_open.set(len(self.engine.alerts.open))
+        m.streams.set(len(self.engine.state))
+        if k.scores_topic:
+            for i in np.flatnonzero(res.status == 0):
+                self.pending.append(
+                    self.producer.send(
+                        k.scores_topic,
+                        key=str(res.stream[i]).encode(),
+                        value=orjson.dumps(
+                            {
+                                "stream": res.stream[i],
+                                "ts": res.timestamp[i],
+                                "score": round(float(res.score[i]), 6),
+                                "alert_id": res.alert_id[i],
+                            }
+                        ),
+                    )
+                )
+
+    def _dead_letter(self, record, reason: str, detail: str) -> None:
+        self.metrics.rejected.labels(reason).inc()
+        headers = [
+            ("reason", reason.encode()),
+            ("detail", detail[:200].encode()),
+            ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        self.pending.append(
+            self.producer.send(
+                self.config.kafka.dead_letter_topic,
+                key=record.key,
+                value=record.value,
+                headers=headers,
+            )
+        )
+
+    # -- checkpoint and rebalance --------------------------------------------------------------
+    def _streams_of(self, tp: TopicPartition) -> list[str]:
+        return [
+            s for s, owner in self.owner.items() if owner == tp and s in self.engine.state.slot_of
+        ]
+
+    def checkpoint(self, tps: set[TopicPartition] | None = None) -> None:
+        """Wait for every send, write the partitions' state with their offsets, then commit."""
+        tps = {tp for tp in (self.assigned if tps is None else tps) if tp in self.next_offset}
+        self.producer.flush()
+        failed = [f for f in self.pending if f.failed()]
+        self.pending.clear()
+        if failed:  # a lost alert must not be committed past: fail loudly, replay on restart
+            raise DetectorError(
+                f"{len(failed)} record(s) not acknowledged by the broker: "
+                f"{failed[0].exception}; not committing"
+            )
+        futures = []
+        for tp in tps:
+            futures += self.state.write(
+                tp, self.engine.snapshot_bytes(self._streams_of(tp)), self.next_offset[tp]
+            )
+        self.producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+        if tps:
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(self.next_offset[tp], "", -1) for tp in tps}
+            )
+        self.last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_ts.set_to_current_time()
+
+    def _rebalance(self) -> None:
+        if self._revoked:
+            revoked, self._revoked = self._revoked, set()
+            for tp in revoked & self.assigned:
+                self.engine.forget(self._streams_of(tp))
+                for s in [s for s, o in self.owner.items() if o == tp]:
+                    del self.owner[s]
+                self.next_offset.pop(tp, None)
+            self.assigned -= revoked
+            log.info("revoked %s", sorted(map(partition_key, revoked)))
+        if self._assigned:
+            new, self._assigned = self._assigned, set()
+            self._restore(new)
+
+    def _restore(self, tps: set[TopicPartition]) -> None:
+        states = self.state.read(tps)
+        for tp in tps:
+            saved = states.get(partition_key(tp))
+            if saved is None:  # never checkpointed: start from the group's offset, if any
+                offset = self.consumer.committed(tp) or 0
+                self.consumer.seek(tp, offset)
+                log.info("no saved state for %s; from offset %d", partition_key(tp), offset)
+                continue
+            names = self.engine.restore(io.BytesIO(saved.data))
+            self.owner.update(dict.fromkeys(names, tp))
+            self.consumer.seek(tp, saved.offset)
+            self.next_offset[tp] = saved.offset
+            log.info(
+                "restored %d stream(s) of %s at offset %d",
+                len(names),
+                partition_key(tp),
+                saved.offset,
+            )
+        self.assigned |= tps
+        self.consumer.resume(*tps)
