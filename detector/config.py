@@ -119,7 +119,8 @@ class LoopConfig:
 
     checkpoint_interval_s: float = 30.0  # engine state is saved (and offsets committed) this often
     shutdown_timeout_s: float = 10.0  # longest wait for a final checkpoint on SIGTERM
-    state_dir: str | None = None  # local snapshots, a fallback and cache for the state topic
+    finetune_interval_s: float = 0.0  # online fine-tuning on recent normal windows; 0 = off
+    finetune_budget_s: float = 2.0  # CPU seconds one fine-tuning round may take
     max_future_s: float = 86_400.0  # readings further ahead of the wall clock are rejected
 
     def __post_init__(self) -> None:
@@ -198,11 +199,13 @@ def _own_options(v: ClientOptions) -> str | None:
 _RULES: list[tuple[Check, str]] = [
     (_nonempty, "kafka.bootstrap_servers kafka.group_id kafka.topics kafka.alerts_topic"),
     (_nonempty, "kafka.scores_topic kafka.dead_letter_topic kafka.state_topic model.path"),
-    (_nonempty, "worker.state_dir metrics.address"),
+    (_nonempty, "metrics.address"),
     (_one_of("json", "binary"), "kafka.format"),
     (_positive, "kafka.poll_timeout_ms kafka.session_timeout_ms kafka.heartbeat_interval_ms"),
     (_positive, "kafka.max_record_bytes engine.gap_s engine.idle_s engine.scorer.clip"),
     (_positive, "worker.checkpoint_interval_s worker.shutdown_timeout_s worker.max_future_s"),
+    (_positive, "worker.finetune_budget_s"),
+    (_at_least(0), "worker.finetune_interval_s"),
     (_at_least(1), "kafka.max_poll_records engine.window engine.capacity engine.max_streams"),
     (_at_least(1), "engine.scorer.horizon engine.scorer.short engine.scorer.long"),
     (_at_least(0), "model.reload_check_s engine.scorer.warmup engine.scorer.prior"),

@@ -269,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
             worker.stop()
             threads[0].join(30)
             server.shutdown()
+        console.print()
         alerts = _alerts(broker.bootstrap, topics["alerts"])
     summary = _summary(produced, alerts, 60.0 if args.kind == "sensors" else 1.0)
     summary["readings_scored"] = int(worker.metrics.scored._value.get())

@@ -34,7 +34,7 @@ import torch
 from detector.alerts import AlertConfig, AlertEvent, AlertTracker
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
-from detector.errors import DataError
+from detector.errors import DataError, DetectorError
 from detector.scaling import Scaler
 from detector.scoring import ScorerConfig, make_scorer
 from detector.state import StreamState
@@ -48,7 +48,7 @@ STATUS = ("scored", "duplicate_timestamp", "out_of_order")  # code -> reason, pe
 class EngineConfig:
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
-    window: int | None = None  # readings kept per stream; None = the model's timesteps
+    window: int | None = None  # readings kept per stream; None = the model's timesteps + 1
     capacity: int = 256  # initial slots; doubles as streams arrive
     max_streams: int = 1_000_000  # past this the least recently used stream is evicted
     gap_s: float | None = None  # event-time gap that restarts a stream's warm-up
@@ -105,7 +105,8 @@ class Engine:
         self.n_targets = len(ckpt.targets)
         self.timesteps = int(ckpt.train_config["timesteps"])
         a = ckpt.model.args
-        window = max(config.window or self.timesteps, self.timesteps)
+        # One more than the model reads, so a window is also a training pair (fine-tuning).
+        window = max(config.window or self.timesteps + 1, self.timesteps)
         self.state = StreamState(
             self.model.args.layers,
             self.model.args.hidden,
@@ -153,6 +154,42 @@ class Engine:
             if len(idx):
                 self._wave(res, idx, slots[idx], ts[idx], x[idx])
         return res
+
+    # -- model swap ----------------------------------------------------------------------------
+    def swap_model(self, ckpt: Checkpoint, model: torch.nn.Module | None = None) -> int:
+        """Serve ``ckpt`` from now on, without a restart; returns the streams re-primed.
+
+        Every stream whose window holds the new model's ``timesteps`` readings gets a fresh hidden
+        state and forecast by reading that window (as in training); the others finish their
+        warm-up under the new model. Streams the new checkpoint was trained on take its scalers.
+        """
+        if ckpt.inputs != self.ckpt.inputs or ckpt.targets != self.ckpt.targets:
+            raise DetectorError(
+                f"new model reads {ckpt.inputs} -> {ckpt.targets}, the running "
+                f"one {self.ckpt.inputs} -> {self.ckpt.targets}; restart instead"
+            )
+        timesteps = int(ckpt.train_config["timesteps"])
+        st = self.state
+        if timesteps > st.window_len:
+            raise DetectorError(
+                f"new model reads {timesteps} readings, windows keep "
+                f"{st.window_len}; raise engine.window and restart"
+            )
+        self.ckpt, self.timesteps = ckpt, timesteps
+        self.model = (model or ckpt.model).to(self.device).eval()
+        st.layers, st.hidden = self.model.args.layers, self.model.args.hidden
+        st.h = torch.zeros(st.layers, st.capacity, st.hidden, device=self.device)
+        st.c = torch.zeros_like(st.h)
+        names = list(st.slot_of)
+        slots = np.array([st.slot_of[n] for n in names], np.int64)
+        known = [n in ckpt.stream_scalers or ckpt.scaling_mode == "global" for n in names]
+        if any(known):
+            self._init_scalers(slots[known], [n for n, k in zip(names, known, strict=True) if k])
+        ready = slots[st.seen[slots] >= timesteps] if len(slots) else slots
+        if len(ready):
+            with torch.inference_mode():
+                self._prime(ready)
+        return len(ready)
 
     # -- snapshot ------------------------------------------------------------------------------
     def snapshot(

@@ -34,6 +34,7 @@ from detector.codec import decode_batch
 from detector.config import WorkerConfig
 from detector.engine import STATUS, BatchResult, Engine
 from detector.errors import DetectorError
+from detector.finetune import fine_tune
 from detector.kafka_io import StateStore, partition_key
 from detector.metrics import Metrics
 
@@ -104,6 +105,9 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.pending: list = []  # send futures since the last checkpoint
+        self.model_mtime = Path(config.model.path).stat().st_mtime_ns
+        self.last_reload_check = self.last_finetune = time.monotonic()
+        self.rounds = 0  # fine-tuning rounds applied
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -157,9 +161,50 @@ class Worker:
         if records:
             with self.metrics.batch_seconds.time():
                 self._process(records)
-        if time.monotonic() - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
+        now = time.monotonic()
+        if now - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
             self.checkpoint()
+        if (
+            self.config.model.reload_check_s
+            and now - self.last_reload_check >= self.config.model.reload_check_s
+        ):
+            self.reload_if_changed()
+        interval = self.config.worker.finetune_interval_s
+        if interval and now - self.last_finetune >= interval:
+            self.fine_tune()
         return len(records)
+
+    # -- model lifecycle -----------------------------------------------------------------------
+    def reload_if_changed(self) -> bool:
+        """Swap in the checkpoint file if it changed; a bad file is logged and ignored."""
+        self.last_reload_check = time.monotonic()
+        path = Path(self.config.model.path)
+        try:
+            mtime = path.stat().st_mtime_ns
+            if mtime == self.model_mtime:
+                return False
+            self.model_mtime = mtime
+            ckpt = load_checkpoint(path)
+            primed = self.engine.swap_model(ckpt)
+        except (OSError, DetectorError) as exc:
+            log.error("model reload skipped, still serving %s: %s", self.version, exc)
+            return False
+        self.ckpt, self.version = ckpt, model_version(path)
+        log.info(
+            "model %s swapped in; %d stream(s) re-primed from their windows", self.version, primed
+        )
+        return True
+
+    def fine_tune(self) -> bool:
+        """One bounded round of online fine-tuning on recent normal windows, then swap."""
+        self.last_finetune = time.monotonic()
+        tuned = fine_tune(self.engine, self.config.worker.finetune_budget_s)
+        if tuned is None:
+            return False
+        self.engine.swap_model(tuned)
+        self.rounds += 1
+        self.version = f"{model_version(self.config.model.path)}+ft{self.rounds}"
+        return True
 
     def _process(self, records: list) -> None:
         k, m = self.config.kafka, self.metrics

@@ -96,7 +96,7 @@ def test_type_conversion_from_text() -> None:
             "engine.idle_s=none",
             "engine.window=",
             "kafka.scores_topic=detector.scores",
-            "worker.state_dir=/var/lib/detector",
+            "worker.finetune_interval_s=600",
             "model.reload_check_s=0",
             "metrics.port=0",
         ],
@@ -106,7 +106,7 @@ def test_type_conversion_from_text() -> None:
     assert cfg.engine.gap_s == 90.0 and isinstance(cfg.engine.gap_s, float)
     assert cfg.engine.idle_s is None and cfg.engine.window is None
     assert cfg.kafka.scores_topic == "detector.scores"
-    assert cfg.worker.state_dir == "/var/lib/detector"
+    assert cfg.worker.finetune_interval_s == 600.0
     assert cfg.model.reload_check_s == 0.0 and cfg.metrics.port == 0
 
 
@@ -293,3 +293,13 @@ def test_frozen() -> None:
     cfg = load_config(None, env={}, overrides=["model.path=/m.pt"])
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.kafka.group_id = "x"  # type: ignore[misc]
+
+
+def test_shipped_example_config_loads_to_the_defaults() -> None:
+    from pathlib import Path
+
+    from detector.config import WorkerConfig
+
+    shipped = Path(__file__).resolve().parents[1] / "deploy" / "detector.yaml"
+    cfg = load_config(shipped, env={})
+    assert cfg == WorkerConfig(model=cfg.model) and cfg.model.path == "/models/detector.pt"

@@ -181,3 +181,28 @@ def test_idle_streams_are_forgotten(ckpt) -> None:
     assert set(engine.state.slot_of) == {"new"}
     engine.process(["old"], [1.0e9 + 7300], [[0.0, 0.0]])  # comes back as a new stream
     assert engine.state.seen[engine.state.slot_of["old"]] == 1
+
+
+def test_swap_model_reprimes_from_windows(ckpt) -> None:
+    feed = _fleet_feed()
+    engine = _engine(ckpt)
+    half = len(feed) // 2
+    engine.process(feed.stream[:half], feed.timestamp[:half], feed.values[:half])
+    bigger = train(sine_fleet(), TrainConfig(timesteps=T, hidden=24, epochs=2, device="cpu"))
+    assert engine.swap_model(bigger.to_checkpoint()) == 3
+    assert engine.state.h.shape == (2, engine.state.capacity, 24)
+    rest = engine.process(feed.stream[half:], feed.timestamp[half:], feed.values[half:])
+    assert np.isfinite(rest.error).all() and np.median(rest.score) < 0.3
+
+
+def test_swap_model_refuses_other_features(ckpt) -> None:
+    from detector.errors import DetectorError
+
+    other = train(
+        sine_fleet(),
+        TrainConfig(
+            timesteps=T, hidden=8, epochs=1, device="cpu", targets=("a",), covariates=("b",)
+        ),
+    )
+    with pytest.raises(DetectorError, match="restart instead"):
+        _engine(ckpt).swap_model(other.to_checkpoint())

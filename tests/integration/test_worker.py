@@ -256,3 +256,61 @@ def test_two_workers_split_partitions_and_hand_over_state(broker, model, sim) ->
         )
         time.sleep(1.0)
     assert _alert_ids(_read_all(broker, topics["alerts"])) == reference
+
+
+def _committed(broker, group: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
+    total = sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS))
+    consumer.close()
+    return total
+
+
+def _scraped(port: int, metric: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric + " ")
+    )
+
+
+def test_detector_run_stops_cleanly_on_sigterm_and_commits(broker, model, sim, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from detector.broker import free_port
+
+    topics = _topics(broker)
+    n = _produce(broker, topics["readings"], sim, slice(0, 100))
+    port = free_port()
+    (tmp_path / "detector.yaml").write_text(
+        f"kafka:\n  bootstrap_servers: '{broker.bootstrap}'\n  group_id: sigterm\n"
+        f"  topics: [{topics['readings']}]\n  alerts_topic: {topics['alerts']}\n"
+        f"  dead_letter_topic: {topics['dlq']}\n  state_topic: {topics['state']}\n"
+        "  session_timeout_ms: 6000\n  heartbeat_interval_ms: 1000\n"
+        f"model:\n  path: '{model}'\n  device: cpu\n"
+        "worker:\n  checkpoint_interval_s: 3600\n"  # only the shutdown checkpoint commits
+        f"metrics:\n  port: {port}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detector.cli", "run", "--config", str(tmp_path / "detector.yaml")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(lambda: proc.poll() is None and _scraped_or_zero(port) >= n)
+        assert _committed(broker, "sigterm", topics["readings"]) == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _committed(broker, "sigterm", topics["readings"]) == n
+
+
+def _scraped_or_zero(port: int) -> float:
+    try:
+        return _scraped(port, "detector_readings_consumed_total")
+    except OSError:
+        return 0.0
