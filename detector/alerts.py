@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detector.slabs import Slabs
+
 __all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id"]
 
 
@@ -57,13 +59,11 @@ def alert_id(stream: str, start: float) -> str:
     return hashlib.sha1(f"{stream}|{start:.6f}".encode()).hexdigest()[:16]
 
 
-class AlertTracker:
+class AlertTracker(Slabs):
     """Alert state of every slot; ``update`` takes one wave (distinct slots)."""
 
     def __init__(self, config: AlertConfig, features: tuple[str, ...], capacity: int) -> None:
         self.config, self.features = config, features
-        self.capacity = 0
-        self.slabs: dict[str, np.ndarray] = {}
         self.open: dict[int, AlertEvent] = {}  # slot -> its open alert
         self.grow(capacity)
 
@@ -77,19 +77,9 @@ class AlertTracker:
             "alert_start": np.full(n, np.nan),  # start of the open alert (rebuilds it on restore)
         }
 
-    def grow(self, capacity: int) -> None:
-        fresh = self._fresh(capacity - self.capacity)
-        self.slabs = (
-            fresh
-            if not self.slabs
-            else {k: np.concatenate([v, fresh[k]]) for k, v in self.slabs.items()}
-        )
-        self.capacity = capacity
-
     def reset(self, slots: np.ndarray) -> list[AlertEvent]:
         """Forget these slots' alert state; returns their open alerts, now orphaned."""
-        for k, v in self._fresh(len(slots)).items():
-            self.slabs[k][slots] = v
+        super().reset(slots)
         return [self.open.pop(int(s)) for s in slots if int(s) in self.open]
 
     def update(

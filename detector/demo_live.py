@@ -116,18 +116,18 @@ def _produce(args, bootstrap: str, topic: str, produced: Produced, stop: threadi
 
 def _view(worker: Worker, produced: Produced, started: float, url: str) -> Table:
     m = worker.metrics
-    scored = int(m.scored._value.get())
+    scored = int(m.value("detector_readings_scored_total"))
     elapsed = time.monotonic() - started
     table = Table(title="detector demo (Ctrl-C to stop)", show_header=False)
     rows = [
         ("elapsed", f"{elapsed:.0f} s"),
         ("produced", f"{produced.count:,}"),
         ("scored", f"{scored:,} ({scored / max(elapsed, 1e-9):,.0f}/s)"),
-        ("lag", f"{max(produced.count - int(m.consumed._value.get()), 0):,}"),
+        ("lag", f"{max(produced.count - int(m.value('detector_readings_consumed_total')), 0):,}"),
         ("streams", f"{len(worker.engine.state)}"),
         (
             "alerts open / opened",
-            f"{len(worker.engine.alerts.open)} / {int(m.alerts_opened._value.get())}",
+            f"{len(worker.engine.alerts.open)} / {int(m.value('detector_alerts_opened_total'))}",
         ),
         ("partitions", ", ".join(str(tp.partition) for tp in sorted(worker.assigned))),
         ("metrics", url),
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(0.5)
                 drain = time.monotonic() + 15  # let the worker catch up with the last readings
                 while (
-                    int(worker.metrics.consumed._value.get()) < produced.count
+                    int(worker.metrics.value("detector_readings_consumed_total")) < produced.count
                     and time.monotonic() < drain
                 ):
                     live.update(_view(worker, produced, started, url))
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         console.print()
         alerts = _alerts(broker.bootstrap, topics["alerts"])
     summary = _summary(produced, alerts, 60.0 if args.kind == "sensors" else 1.0)
-    summary["readings_scored"] = int(worker.metrics.scored._value.get())
+    summary["readings_scored"] = int(worker.metrics.value("detector_readings_scored_total"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot(produced, alerts, out / "report.png")
     p, r = summary["precision"], summary["recall"]

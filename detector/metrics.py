@@ -63,6 +63,10 @@ class Metrics:
             registry=registry,
         )
 
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a sample (``name`` as exposed, e.g. ``..._total``); 0 if absent."""
+        return self.registry.get_sample_value(name, labels or None) or 0.0
+
 
 def serve(registry: CollectorRegistry, address: str, port: int):
     """Serve ``/metrics`` on ``address:port`` (port 0 picks a free one); returns the server."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from detector.slabs import Slabs
+
 __all__ = [
     "ScorerConfig",
     "Scorer",
@@ -76,33 +78,15 @@ class ScorerConfig:
     long: int = 500  # likelihood: readings in the long window
 
 
-class Scorer:
-    """Base: per-slot state slabs, growth and reset; subclasses implement ``score``."""
+class Scorer(Slabs):
+    """Base: per-slot statistics (see :class:`Slabs`); subclasses implement ``score``."""
 
     name = "base"
 
     def __init__(self, config: ScorerConfig, error_std: np.ndarray, capacity: int) -> None:
         self.config = config
         self.error_std = np.maximum(np.asarray(error_std, np.float64), 1e-6)  # (n_targets,)
-        self.capacity = 0
-        self.slabs: dict[str, np.ndarray] = {}
         self.grow(capacity)
-
-    def _fresh(self, n: int) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def grow(self, capacity: int) -> None:
-        fresh = self._fresh(capacity - self.capacity)
-        self.slabs = (
-            fresh
-            if not self.slabs
-            else {k: np.concatenate([v, fresh[k]]) for k, v in self.slabs.items()}
-        )
-        self.capacity = capacity
-
-    def reset(self, slots: np.ndarray) -> None:
-        for k, v in self._fresh(len(slots)).items():
-            self.slabs[k][slots] = v
 
     def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score ``(B, n_targets)`` scaled forecast errors (NaN = missing) of distinct slots.

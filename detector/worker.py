@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -310,9 +311,13 @@ class Worker:
         for f in futures:
             f.get(timeout=30)
         if tps:
-            self.consumer.commit(
-                {tp: OffsetAndMetadata(self.next_offset[tp], "", -1) for tp in tps}
-            )
+            offsets = {tp: OffsetAndMetadata(self.next_offset[tp], "", -1) for tp in tps}
+            try:
+                self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # The group moved on (this member was too slow or is being rebalanced). The
+                # state just written carries its offsets; the next owner resumes from it.
+                log.warning("commit refused by the group, state kept in the state topic: %s", exc)
         self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_ts.set_to_current_time()
 

@@ -142,7 +142,7 @@ def _wait(predicate, timeout: float = 60.0) -> None:
 
 
 def _handled(*workers) -> int:
-    return sum(int(w.metrics.consumed._value.get()) for w in workers)
+    return sum(int(w.metrics.value("detector_readings_consumed_total")) for w in workers)
 
 
 def _alert_ids(records) -> set[str]:
@@ -165,7 +165,7 @@ def test_end_to_end_alerts_match_labelled_anomalies(broker, model, sim) -> None:
     with Running(_config(broker, model, topics, "e2e")) as w:
         _wait(lambda: _handled(w) >= n)
         assert sorted(tp.partition for tp in w.assigned) == list(range(PARTITIONS))
-    assert int(w.metrics.scored._value.get()) == n  # every reading scored once
+    assert int(w.metrics.value("detector_readings_scored_total")) == n  # every reading scored once
     alerts = [orjson.loads(r.value) for r in _read_all(broker, topics["alerts"])]
     opened = [a for a in alerts if a["status"] == "open"]
     assert opened, "no alert raised"
@@ -218,7 +218,7 @@ def test_bad_records_reach_the_dead_letter_topic_with_reasons(broker, model, sim
         ["unparsable", "wrong_length", "bad_timestamp", "empty", "duplicate_timestamp"]
     )
     assert all(dict(r.headers)["source"].startswith(topics["readings"].encode()) for r in dead)
-    assert w.metrics.rejected.labels("wrong_length")._value.get() == 1
+    assert w.metrics.value("detector_readings_rejected_total", reason="wrong_length") == 1
 
 
 def test_restart_resumes_from_committed_offsets(broker, model, sim) -> None:
