@@ -29,13 +29,13 @@ from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
+from detector import finetune
 from detector.alerts import AlertEvent
 from detector.checkpoint import load_checkpoint
 from detector.codec import decode_batch
 from detector.config import WorkerConfig
 from detector.engine import STATUS, BatchResult, Engine
 from detector.errors import DetectorError
-from detector.finetune import fine_tune
 from detector.kafka_io import StateStore, partition_key
 from detector.metrics import Metrics
 
@@ -199,7 +199,7 @@ class Worker:
     def fine_tune(self) -> bool:
         """One bounded round of online fine-tuning on recent normal windows, then swap."""
         self.last_finetune = time.monotonic()
-        tuned = fine_tune(self.engine, self.config.worker.finetune_budget_s)
+        tuned = finetune.fine_tune(self.engine, self.config.worker.finetune_budget_s)
         if tuned is None:
             return False
         self.engine.swap_model(tuned)

@@ -64,3 +64,19 @@ def test_worker_hot_swaps_a_changed_checkpoint_and_ignores_a_broken_one(tmp_path
     path.write_bytes(b"truncated")
     assert not worker.reload_if_changed()  # logged; still serving the last good model
     assert torch.equal(worker.engine.model.head.weight, other.model.head.weight)
+
+
+def test_worker_fine_tune_round_swaps_and_renames_the_version(tmp_path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", train(sine_fleet(), CFG).to_checkpoint())
+    overrides = [
+        f"model.path={path}",
+        "model.device=cpu",
+        "metrics.port=0",
+        "worker.finetune_interval_s=60",
+        "worker.finetune_budget_s=0.2",
+    ]
+    worker = Worker(load_config(None, env={}, overrides=overrides))
+    assert not worker.fine_tune()  # nothing seen yet: nothing to learn from
+    feed = interleave(sine_fleet(), worker.ckpt.inputs)
+    worker.engine.process(feed.stream, feed.timestamp, feed.values)
+    assert worker.fine_tune() and worker.version.endswith("+ft1")
