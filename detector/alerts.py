@@ -75,6 +75,7 @@ class AlertTracker(Slabs):
             "run_start": np.full(n, np.nan),  # event time the current anomalous run began
             "active": np.zeros(n, bool),
             "alert_start": np.full(n, np.nan),  # start of the open alert (rebuilds it on restore)
+            "last_score": np.zeros(n),  # the latest score, for the top-K streams gauge
         }
 
     def reset(self, slots: np.ndarray) -> list[AlertEvent]:
@@ -109,6 +110,7 @@ class AlertTracker(Slabs):
         cooldown = np.where(closing, cfg.cooldown, np.maximum(cooling - 1, 0))
         s["run_start"][slots], s["above"][slots], s["below"][slots] = run_start, above, below
         s["active"][slots], s["cooldown"][slots] = active, cooldown
+        s["last_score"][slots] = score
 
         opened = [
             self._open(int(slots[i]), names[int(slots[i])], run_start[i])

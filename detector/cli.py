@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_evaluate,
         cli_inspect,
         cli_nab_score,
+        cli_produce,
         cli_run,
         cli_score,
         cli_train,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(sub)
     cli_run.register(sub)
+    cli_produce.register(sub)
     simulate_cli.register(sub)
     cli_train.register(sub)
     cli_score.register(sub)

@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=args.overrides)
     log.info("settings: %s", config.redacted())
     registry = CollectorRegistry()
+    worker = Worker(config, registry)
     if config.metrics.port:
-        serve(registry, config.metrics.address, config.metrics.port)
-    worker = Worker(config, registry).start()
+        serve(registry, config.metrics.address, config.metrics.port, ready=worker.readiness)
+    worker.start()
     install_stop_handlers(worker, config.worker.shutdown_timeout_s)
     print(
         f"detector run: consuming {', '.join(config.kafka.topics)} as group "

@@ -133,6 +133,7 @@ class MetricsConfig:
 
     address: str = "127.0.0.1"  # listen address; 0.0.0.0 to be scraped from elsewhere
     port: int = 9108  # 0 = no endpoint
+    top_streams: int = 0  # export the K most anomalous streams' scores (opt-in; at most 100)
 
     def __post_init__(self) -> None:
         _validate(self, "metrics")
@@ -163,6 +164,10 @@ Check = Callable[[Any], "str | None"]
 
 def _at_least(lo: float) -> Check:
     return lambda v: None if v is None or v >= lo else f"must be >= {lo}, got {v}"
+
+
+def _between(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"must be in {lo}..{hi}, got {v}"
 
 
 def _positive(v: Any) -> str | None:
@@ -214,6 +219,7 @@ _RULES: list[tuple[Check, str]] = [
     (_one_of(*SCORERS), "engine.scorer.kind"),
     (_unit, "engine.missing_score"),
     (_port, "metrics.port"),
+    (_between(0, 100), "metrics.top_streams"),
     (_own_options, "kafka.client_options"),
 ]
 _CHECKS: dict[str, Check] = {key: check for check, keys in _RULES for key in keys.split()}

@@ -27,11 +27,12 @@ from rich.table import Table
 
 from detector.broker import EmbeddedBroker
 from detector.checkpoint import save_checkpoint
-from detector.codec import encode_binary, encode_json
 from detector.config import load_config
 from detector.detection_metrics import events
 from detector.kafka_io import ensure_topics
 from detector.metrics import serve
+from detector.monitoring import LocalMonitoring
+from detector.producer import produce_chunks
 from detector.progress import TrainingProgress
 from detector.training import TrainConfig, train
 from detector.worker import Worker
@@ -91,30 +92,23 @@ def _produce(args, bootstrap: str, topic: str, produced: Produced, stop: threadi
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     chunks = _chunks(args, anomalies=True)
     next(chunks)
-    start, deadline = time.monotonic(), time.monotonic() + args.duration
     try:
-        for sim in chunks:
-            for t in range(len(sim.series[0])):
-                for s in sim.series:
-                    if stop.is_set() or time.monotonic() > deadline:
-                        return
-                    ts, v = float(s.timestamps[t]), s.values[t]
-                    value = (
-                        encode_binary(ts, v)
-                        if args.kind == "video"
-                        else encode_json(s.name, ts, v.tolist())
-                    )
-                    producer.send(topic, key=s.name.encode(), value=value)
-                    produced.add(s.name, ts, float(v[0]), int(s.labels[t]))
-                    pause = start + produced.count / args.rate - time.monotonic()
-                    if pause > 0:
-                        time.sleep(pause)
+        produce_chunks(
+            producer,
+            topic,
+            chunks,
+            args.rate,
+            args.duration,
+            binary=args.kind == "video",
+            stop=stop,
+            on_send=produced.add,
+        )
     finally:
         producer.flush()
         producer.close()
 
 
-def _view(worker: Worker, produced: Produced, started: float, url: str) -> Table:
+def _view(worker: Worker, produced: Produced, started: float, links: dict[str, str]) -> Table:
     m = worker.metrics
     scored = int(m.value("detector_readings_scored_total"))
     elapsed = time.monotonic() - started
@@ -130,7 +124,7 @@ def _view(worker: Worker, produced: Produced, started: float, url: str) -> Table
             f"{len(worker.engine.alerts.open)} / {int(m.value('detector_alerts_opened_total'))}",
         ),
         ("partitions", ", ".join(str(tp.partition) for tp in sorted(worker.assigned))),
-        ("metrics", url),
+        *links.items(),
     ]
     for k, v in rows:
         table.add_row(k, v)
@@ -230,9 +224,11 @@ def run(args: argparse.Namespace) -> int:
             broker.bootstrap, {topics[k]: p for k, p in TOPICS.items()}, compacted=[topics["state"]]
         )
         registry = CollectorRegistry()
-        server = serve(registry, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
-        worker = Worker(_config(args, broker.bootstrap, model, topics), registry).start()
+        worker = Worker(_config(args, broker.bootstrap, model, topics), registry)
+        server = serve(registry, "127.0.0.1", 0, ready=worker.readiness)
+        monitoring = LocalMonitoring(server.server_port).__enter__()  # left in `finally`
+        links = {"metrics": f"http://127.0.0.1:{server.server_port}/metrics", **monitoring.urls}
+        worker.start()
         threads = [
             threading.Thread(target=worker.run, daemon=True),
             threading.Thread(
@@ -246,20 +242,20 @@ def run(args: argparse.Namespace) -> int:
             t.start()
         try:
             with Live(
-                _view(worker, produced, started, url),
+                _view(worker, produced, started, links),
                 console=console,
                 refresh_per_second=2,
                 transient=False,
             ) as live:
                 while threads[1].is_alive():
-                    live.update(_view(worker, produced, started, url))
+                    live.update(_view(worker, produced, started, links))
                     time.sleep(0.5)
                 drain = time.monotonic() + 15  # let the worker catch up with the last readings
                 while (
                     int(worker.metrics.value("detector_readings_consumed_total")) < produced.count
                     and time.monotonic() < drain
                 ):
-                    live.update(_view(worker, produced, started, url))
+                    live.update(_view(worker, produced, started, links))
                     time.sleep(0.5)
         except KeyboardInterrupt:
             console.print("interrupted: stopping the simulator, the worker and the broker")
@@ -269,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
             worker.stop()
             threads[0].join(30)
             server.shutdown()
+            monitoring.__exit__(None, None, None)
         console.print()
         alerts = _alerts(broker.bootstrap, topics["alerts"])
     summary = _summary(produced, alerts, 60.0 if args.kind == "sensors" else 1.0)

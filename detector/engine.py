@@ -121,6 +121,7 @@ class Engine:
         error_std = np.ones(self.n_targets) if error_std is None else np.asarray(error_std)
         self.scorer = make_scorer(config.scorer, error_std, self.state.capacity)
         self.alerts = AlertTracker(config.alerts, ckpt.targets, self.state.capacity)
+        self.evicted = 0  # streams forgotten so far: over the cap, idle, or handed away
 
     # -- public --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -145,7 +146,7 @@ class Engine:
         if n == 0:
             return res
         if self.config.idle_s is not None:
-            self.state.evict(self.state.idle_streams(float(ts.max()), self.config.idle_s))
+            self.forget(self.state.idle_streams(float(ts.max()), self.config.idle_s))
         names, inverse = np.unique(streams, return_inverse=True)
         slots = self._slots(list(names))[inverse]  # (N,)
         order, starts = _waves(inverse)
@@ -213,6 +214,7 @@ class Engine:
         slots = np.array([self.state.slot_of[n] for n in names if n in self.state.slot_of])
         if len(slots):
             self.alerts.reset(slots)
+        self.evicted += len(slots)
         self.state.evict(names)
 
     def restore(self, path: str | os.PathLike[str] | BinaryIO) -> list[str]:
@@ -237,7 +239,8 @@ class Engine:
     # -- slots ---------------------------------------------------------------------------------
     def _slots(self, names: list[str]) -> np.ndarray:
         st = self.state
-        slots, new, _evicted = st.assign(names)
+        slots, new, evicted = st.assign(names)
+        self.evicted += len(evicted)
         self._sync_capacity()
         if new.any():
             fresh = slots[new]

@@ -37,7 +37,7 @@ from detector.config import WorkerConfig
 from detector.engine import STATUS, BatchResult, Engine
 from detector.errors import DetectorError
 from detector.kafka_io import StateStore, partition_key
-from detector.metrics import Metrics
+from detector.metrics import Metrics, observe_many
 
 __all__ = ["Worker", "alert_message"]
 
@@ -95,7 +95,8 @@ class Worker:
         self.engine = Engine(
             self.ckpt, dataclasses.replace(config.engine, device=config.model.device)
         )
-        self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics = Metrics(registry or CollectorRegistry(), config.metrics.top_streams)
+        self.metrics.set_model(self.version, str(self.engine.device), config.engine.scorer.kind)
         self.stopping = threading.Event()
         self.assigned: set[TopicPartition] = set()
         self._assigned: set[TopicPartition] = set()  # set by the listener, handled by the loop
@@ -160,8 +161,7 @@ class Worker:
         self._rebalance()
         records = [r for tp, batch in polled.items() if tp in self.assigned for r in batch]
         if records:
-            with self.metrics.batch_seconds.time():
-                self._process(records)
+            self._process(records)
         now = time.monotonic()
         if now - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
             self.checkpoint()
@@ -191,6 +191,9 @@ class Worker:
             log.error("model reload skipped, still serving %s: %s", self.version, exc)
             return False
         self.ckpt, self.version = ckpt, model_version(path)
+        self.metrics.set_model(
+            self.version, str(self.engine.device), self.config.engine.scorer.kind
+        )
         log.info(
             "model %s swapped in; %d stream(s) re-primed from their windows", self.version, primed
         )
@@ -205,21 +208,25 @@ class Worker:
         self.engine.swap_model(tuned)
         self.rounds += 1
         self.version = f"{model_version(self.config.model.path)}+ft{self.rounds}"
+        self.metrics.set_model(
+            self.version, str(self.engine.device), self.config.engine.scorer.kind
+        )
         return True
 
     def _process(self, records: list) -> None:
         k, m = self.config.kafka, self.metrics
         m.consumed.inc(len(records))
-        keys = [r.key for r in records]
-        decoded = decode_batch(
-            keys,
-            [r.value for r in records],
-            k.format,
-            self.ckpt.inputs,
-            now=time.time(),
-            max_bytes=k.max_record_bytes,
-            max_future_s=self.config.worker.max_future_s,
-        )
+        m.batch.observe(len(records))
+        with m.stage.labels("decode").time():
+            decoded = decode_batch(
+                [r.key for r in records],
+                [r.value for r in records],
+                k.format,
+                self.ckpt.inputs,
+                now=time.time(),
+                max_bytes=k.max_record_bytes,
+                max_future_s=self.config.worker.max_future_s,
+            )
         for rej in decoded.rejects:
             self._dead_letter(records[rej.index], rej.reason, rej.detail)
         for r in records:  # offsets advance over good and bad records alike
@@ -230,11 +237,18 @@ class Worker:
         names, first = np.unique(decoded.stream, return_index=True)
         for name, i in zip(names.tolist(), decoded.index[first].tolist(), strict=True):
             self.owner[name] = TopicPartition(records[i].topic, records[i].partition)
-        res = self.engine.process(decoded.stream, decoded.timestamp, decoded.values)
+        evicted = self.engine.evicted
+        with m.stage.labels("score").time():
+            res = self.engine.process(decoded.stream, decoded.timestamp, decoded.values)
+        m.evicted.inc(self.engine.evicted - evicted)
         for j in np.flatnonzero(res.status != 0):
             self._dead_letter(records[decoded.index[j]], STATUS[res.status[j]], "")
-        m.scored.inc(int((res.status == 0).sum()))
-        self._publish(res)
+        scored = res.status == 0
+        m.scored.inc(int(scored.sum()))
+        observe_many(m.score, res.score[scored])
+        observe_many(m.event_lag, time.time() - res.timestamp[scored])
+        with m.stage.labels("publish").time():
+            self._publish(res)
 
     def _publish(self, res: BatchResult) -> None:
         k, m = self.config.kafka, self.metrics
@@ -293,6 +307,11 @@ class Worker:
 
     def checkpoint(self, tps: set[TopicPartition] | None = None) -> None:
         """Wait for every send, write the partitions' state with their offsets, then commit."""
+        with self.metrics.stage.labels("checkpoint").time():
+            self._checkpoint(tps)
+        self._export_gauges()
+
+    def _checkpoint(self, tps: set[TopicPartition] | None) -> None:
         tps = {tp for tp in (self.assigned if tps is None else tps) if tp in self.next_offset}
         self.producer.flush()
         failed = [f for f in self.pending if f.failed()]
@@ -320,6 +339,37 @@ class Worker:
                 log.warning("commit refused by the group, state kept in the state topic: %s", exc)
         self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_ts.set_to_current_time()
+
+    def _export_gauges(self) -> None:
+        """Gauges computed over all streams or partitions: at checkpoints, not every poll."""
+        m, st = self.metrics, self.engine.state
+        m.streams.set(len(st))
+        if m.top_streams:
+            names = list(st.slot_of)
+            slots = np.array([st.slot_of[n] for n in names], np.int64)
+            m.set_top(names, self.engine.alerts.slabs["last_score"][slots] if len(slots) else slots)
+        m.lag.clear()
+        for tp in self.assigned:
+            high = self.consumer.highwater(tp)  # end_offsets is wrong on Tansu; highwater is not
+            if high is not None:
+                m.lag.labels(tp.topic, str(tp.partition)).set(high - self.next_offset.get(tp, 0))
+        m.ready.set(1 if self.readiness()[0] else 0)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when partitions are held, a model is loaded and the broker answers."""
+        if self.consumer is None:
+            return False, "not started"
+        if not self._broker_connected():
+            return False, "broker unreachable"
+        if not self.assigned:
+            return False, "no partitions assigned"
+        return True, f"ok: {len(self.assigned)} partition(s), model {self.version}"
+
+    def _broker_connected(self) -> bool:
+        # kafka-python has no public "connected to the cluster" call (bootstrap_connected() is
+        # False once bootstrapping is over); ask its client about the known brokers.
+        client = self.consumer._client
+        return any(client.connected(b.node_id) for b in client.cluster.brokers())
 
     def _rebalance(self) -> None:
         if self._revoked:

@@ -30,3 +30,27 @@ def test_round_trip_through_a_real_broker() -> None:
         consumer.close()
         assert got == list(range(20))
     assert broker.proc.poll() is not None  # stopped, nothing left behind
+
+
+def test_produce_command_publishes_simulated_readings(broker) -> None:
+    from detector.cli import main
+    from tests.integration.kafka_helpers import read_all, topics_for
+
+    topic = topics_for(broker)["readings"]
+    argv = [
+        "produce",
+        "--bootstrap",
+        broker.bootstrap,
+        "--topic",
+        topic,
+        "--streams",
+        "3",
+        "--rate",
+        "300",
+        "--duration",
+        "1",
+    ]
+    assert main(argv) == 0
+    records = read_all(broker, topic)
+    assert 50 <= len(records) <= 400
+    assert {r.key for r in records} == {b"sensor-0000", b"sensor-0001", b"sensor-0002"}
