@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +20,15 @@ from detector.cli_train import report
 from detector.detection_metrics import evaluate_streams
 from detector.engine import EngineConfig
 from detector.eval_plots import plot_some
-from detector.evaluation import StreamScores, score_streams
+from detector.evaluation import StreamScores, head, score_streams
 from detector.plots import plot_forecast, plot_loss
 from detector.progress import TrainingProgress
-from detector.series import Series
 from detector.training import TrainConfig, train
 from simulators import SensorFleetConfig, Simulation, simulate_sensors
 
 __all__ = ["run"]
 
 TRAIN_FRACTION = 0.5  # first half of each stream trains (with its own validation split)
-
-
-def _head(s: Series, rows: int) -> Series:
-    labels = None if s.labels is None else s.labels[:rows]
-    return replace(s, timestamps=s.timestamps[:rows], values=s.values[:rows], labels=labels)
 
 
 def _detection(sim: Simulation, scores: list[StreamScores], start: int) -> dict[str, object]:
@@ -87,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(f"[bold]2/4 training[/] on the first {start} readings of each stream")
     with TrainingProgress(config.epochs) as progress:
-        result = train([_head(s, start) for s in sim.series], config, on_progress=progress)
+        result = train([head(s, start) for s in sim.series], config, on_progress=progress)
     report(result, console)
     save_checkpoint(out / "model.pt", result.to_checkpoint())
 

@@ -18,9 +18,8 @@ corpus-optimal threshold, as NAB's scoreboard does.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,16 +35,15 @@ from detector.training import TrainConfig, train
 
 __all__ = [
     "StreamScores",
-    "DetectorRun",
     "EvalSpec",
     "score_streams",
     "run_split",
     "run_nab",
     "run_skab",
+    "head",
     "metrics_for",
 ]
 
-log = logging.getLogger(__name__)
 SKAB_TRAIN_ROWS = 400  # SKAB's protocol: the first 400 readings of each run are for fitting
 
 
@@ -58,12 +56,6 @@ class StreamScores:
     forecast: np.ndarray | None = None  # (n, n_targets) original units, NaN in warm-up
 
 
-@dataclass
-class DetectorRun:
-    name: str
-    streams: list[StreamScores] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class EvalSpec:
     train: TrainConfig = TrainConfig(epochs=40, patience=5, hidden=32, timesteps=32, batch_size=64)
@@ -71,7 +63,8 @@ class EvalSpec:
     zscore_window: int = 100  # rolling z-score baseline's look-back, readings
 
 
-def _head(s: Series, rows: int) -> Series:
+def head(s: Series, rows: int) -> Series:
+    """The first ``rows`` readings of a stream."""
     labels = None if s.labels is None else s.labels[:rows]
     return dataclasses.replace(
         s, timestamps=s.timestamps[:rows], values=s.values[:rows], labels=labels
@@ -143,7 +136,7 @@ def run_nab(
         rows = int(probation_length(len(s)))
         # NAB's probationary rows hold no labelled window; not reading labels keeps that moot.
         cfg = dataclasses.replace(spec.train, skip_labelled=False)
-        ckpt = train([_head(s, rows)], cfg).to_checkpoint()
+        ckpt = train([head(s, rows)], cfg).to_checkpoint()
         for name, out in _detectors(ckpt, [s], spec).items():
             runs.setdefault(name, []).extend(out)
         if on_file:
@@ -157,7 +150,7 @@ def run_skab(
     """SKAB's protocol; returns the detectors' output and the scored runs."""
     free = [s for s in series if s.labels is None]  # anomaly-free.csv has no label column
     runs = [s for s in series if s.labels is not None]
-    fit = [dataclasses.replace(_head(s, SKAB_TRAIN_ROWS), labels=None) for s in runs]
+    fit = [dataclasses.replace(head(s, SKAB_TRAIN_ROWS), labels=None) for s in runs]
     cfg = dataclasses.replace(spec.train, skip_labelled=False)
     detectors, _ = run_split(free + fit, runs, dataclasses.replace(spec, train=cfg), on_train)
     return detectors, runs

@@ -43,8 +43,10 @@ def simulated(tmp_path_factory) -> Path:
     return out
 
 
-def test_train_writes_checkpoint_metrics_and_plots(simulated: Path, tmp_path: Path) -> None:
-    model = tmp_path / "m.pt"
+@pytest.fixture(scope="module")
+def trained(simulated: Path, tmp_path_factory) -> Path:
+    """A small model trained through the CLI on the simulated fleet (setpoint as covariate)."""
+    model = tmp_path_factory.mktemp("train") / "m.pt"
     argv = [
         "train",
         "--data",
@@ -62,7 +64,12 @@ def test_train_writes_checkpoint_metrics_and_plots(simulated: Path, tmp_path: Pa
         "--quiet",
     ]
     assert main(argv) == 0
-    report = tmp_path / "m-report"
+    return model
+
+
+def test_train_writes_checkpoint_metrics_and_plots(trained: Path) -> None:
+    model = trained
+    report = model.with_name("m-report")
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["validation"]["model"]["mae"] > 0
     assert set(metrics["validation"]["per_target"]) == {"temperature", "pressure"}
@@ -153,29 +160,10 @@ def test_offline_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert list((tmp_path / "plots").glob("*.png"))
 
 
-def test_score_writes_one_row_per_reading_and_alerts(simulated: Path, tmp_path: Path) -> None:
-    model = tmp_path / "m.pt"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(simulated),
-                "--covariates",
-                "setpoint_0",
-                "--out",
-                str(model),
-                "--epochs",
-                "2",
-                "--timesteps",
-                "8",
-                "--hidden",
-                "8",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+def test_score_writes_one_row_per_reading_and_alerts(
+    simulated: Path, trained: Path, tmp_path: Path
+) -> None:
+    model = trained
     out = tmp_path / "scores.csv"
     assert (
         main(
