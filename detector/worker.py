@@ -15,12 +15,10 @@ between polls: it drops the state of revoked partitions and restores assigned on
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -29,7 +27,6 @@ from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from detector import finetune
 from detector.alerts import AlertEvent
 from detector.checkpoint import load_checkpoint
 from detector.codec import decode_batch
@@ -37,16 +34,12 @@ from detector.config import WorkerConfig
 from detector.engine import STATUS, BatchResult, Engine
 from detector.errors import DetectorError
 from detector.kafka_io import StateStore, partition_key
+from detector.lifecycle import ModelLifecycle
 from detector.metrics import Metrics, observe_many
 
 __all__ = ["Worker", "alert_message"]
 
 log = logging.getLogger(__name__)
-
-
-def model_version(path: str | Path) -> str:
-    """Content hash of a checkpoint file: which model raised an alert."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def alert_message(event: AlertEvent, status: str, version: str) -> bytes:
@@ -90,13 +83,20 @@ class Worker:
     def __init__(self, config: WorkerConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.ckpt = load_checkpoint(config.model.path)
-        self.version = model_version(config.model.path)
         # model.device says where the model runs; the engine runs it there.
         self.engine = Engine(
             self.ckpt, dataclasses.replace(config.engine, device=config.model.device)
         )
         self.metrics = Metrics(registry or CollectorRegistry(), config.metrics.top_streams)
-        self.metrics.set_model(self.version, str(self.engine.device), config.engine.scorer.kind)
+        w = config.worker
+        self.model = ModelLifecycle(
+            self.engine,
+            self.metrics,
+            config.model.path,
+            config.model.reload_check_s,
+            w.finetune_interval_s,
+            w.finetune_budget_s,
+        )
         self.stopping = threading.Event()
         self.assigned: set[TopicPartition] = set()
         self._assigned: set[TopicPartition] = set()  # set by the listener, handled by the loop
@@ -107,9 +107,6 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.pending: list = []  # send futures since the last checkpoint
-        self.model_mtime = Path(config.model.path).stat().st_mtime_ns
-        self.last_reload_check = self.last_finetune = time.monotonic()
-        self.rounds = 0  # fine-tuning rounds applied
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -165,53 +162,8 @@ class Worker:
         now = time.monotonic()
         if now - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
             self.checkpoint()
-        if (
-            self.config.model.reload_check_s
-            and now - self.last_reload_check >= self.config.model.reload_check_s
-        ):
-            self.reload_if_changed()
-        interval = self.config.worker.finetune_interval_s
-        if interval and now - self.last_finetune >= interval:
-            self.fine_tune()
+        self.model.due(now)
         return len(records)
-
-    # -- model lifecycle -----------------------------------------------------------------------
-    def reload_if_changed(self) -> bool:
-        """Swap in the checkpoint file if it changed; a bad file is logged and ignored."""
-        self.last_reload_check = time.monotonic()
-        path = Path(self.config.model.path)
-        try:
-            mtime = path.stat().st_mtime_ns
-            if mtime == self.model_mtime:
-                return False
-            self.model_mtime = mtime
-            ckpt = load_checkpoint(path)
-            primed = self.engine.swap_model(ckpt)
-        except (OSError, DetectorError) as exc:
-            log.error("model reload skipped, still serving %s: %s", self.version, exc)
-            return False
-        self.ckpt, self.version = ckpt, model_version(path)
-        self.metrics.set_model(
-            self.version, str(self.engine.device), self.config.engine.scorer.kind
-        )
-        log.info(
-            "model %s swapped in; %d stream(s) re-primed from their windows", self.version, primed
-        )
-        return True
-
-    def fine_tune(self) -> bool:
-        """One bounded round of online fine-tuning on recent normal windows, then swap."""
-        self.last_finetune = time.monotonic()
-        tuned = finetune.fine_tune(self.engine, self.config.worker.finetune_budget_s)
-        if tuned is None:
-            return False
-        self.engine.swap_model(tuned)
-        self.rounds += 1
-        self.version = f"{model_version(self.config.model.path)}+ft{self.rounds}"
-        self.metrics.set_model(
-            self.version, str(self.engine.device), self.config.engine.scorer.kind
-        )
-        return True
 
     def _process(self, records: list) -> None:
         k, m = self.config.kafka, self.metrics
@@ -259,7 +211,7 @@ class Worker:
                 self.producer.send(
                     k.alerts_topic,
                     key=event.stream.encode(),
-                    value=alert_message(event, status, self.version),
+                    value=alert_message(event, status, self.model.version),
                 )
             )
         m.alerts_opened.inc(len(res.opened))
@@ -363,7 +315,7 @@ class Worker:
             return False, "broker unreachable"
         if not self.assigned:
             return False, "no partitions assigned"
-        return True, f"ok: {len(self.assigned)} partition(s), model {self.version}"
+        return True, f"ok: {len(self.assigned)} partition(s), model {self.model.version}"
 
     def _broker_connected(self) -> bool:
         # kafka-python has no public "connected to the cluster" call (bootstrap_connected() is

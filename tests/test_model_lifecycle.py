@@ -53,16 +53,16 @@ def test_worker_hot_swaps_a_changed_checkpoint_and_ignores_a_broken_one(tmp_path
     )
     feed = interleave(sine_fleet(), worker.ckpt.inputs)
     worker.engine.process(feed.stream, feed.timestamp, feed.values)
-    first = worker.version
-    assert not worker.reload_if_changed()  # unchanged file: nothing to do
+    first = worker.model.version
+    assert not worker.model.reload_if_changed()  # unchanged file: nothing to do
     import dataclasses
 
     other = train(sine_fleet(), dataclasses.replace(CFG, seed=3)).to_checkpoint()
     save_checkpoint(path, other)
-    assert worker.reload_if_changed() and worker.version != first
+    assert worker.model.reload_if_changed() and worker.model.version != first
     assert torch.equal(worker.engine.model.head.weight, other.model.head.weight)
     path.write_bytes(b"truncated")
-    assert not worker.reload_if_changed()  # logged; still serving the last good model
+    assert not worker.model.reload_if_changed()  # logged; still serving the last good model
     assert torch.equal(worker.engine.model.head.weight, other.model.head.weight)
 
 
@@ -76,7 +76,7 @@ def test_worker_fine_tune_round_swaps_and_renames_the_version(tmp_path) -> None:
         "worker.finetune_budget_s=0.2",
     ]
     worker = Worker(load_config(None, env={}, overrides=overrides))
-    assert not worker.fine_tune()  # nothing seen yet: nothing to learn from
+    assert not worker.model.fine_tune()  # nothing seen yet: nothing to learn from
     feed = interleave(sine_fleet(), worker.ckpt.inputs)
     worker.engine.process(feed.stream, feed.timestamp, feed.values)
-    assert worker.fine_tune() and worker.version.endswith("+ft1")
+    assert worker.model.fine_tune() and worker.model.version.endswith("+ft1")
