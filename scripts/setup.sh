@@ -21,6 +21,12 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first, pinned: the range in pyproject.toml is then already satisfied, so pip does not
 # fetch a multi-GB CUDA build (see ../shared/TOOLS.md).
-.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+pip_install() {
+  # This machine's pip config names local indexes that may be absent; hide only those notices.
+  .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip_install torch==2.13.0
+pip_install -e '.[test]'
 echo "setup: done; the CLI is .venv/bin/detector" >&2
