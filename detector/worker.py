@@ -126,6 +126,9 @@ class Worker:
             **opts,
         )
         self.consumer.subscribe(list(k.topics), listener=_Listener(self))
+        # A fresh worker has nothing to checkpoint yet: count its start as the last checkpoint,
+        # so checkpoint-age alerts measure time since the worker could have checkpointed.
+        self.metrics.checkpoint_ts.set_to_current_time()
         self.state = StateStore(self.producer, k.state_topic, k.bootstrap_servers, opts)
         return self
 
