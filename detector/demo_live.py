@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from matplotlib.figure import Figure
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -29,7 +29,7 @@ from detector.broker import EmbeddedBroker
 from detector.checkpoint import save_checkpoint
 from detector.config import load_config
 from detector.detection_metrics import events
-from detector.kafka_io import ensure_topics
+from detector.kafka_io import ensure_topics, read_to_end
 from detector.metrics import serve
 from detector.monitoring import LocalMonitoring
 from detector.producer import produce_chunks
@@ -132,19 +132,10 @@ def _view(worker: Worker, produced: Produced, started: float, links: dict[str, s
 
 
 def _alerts(bootstrap: str, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    out, idle = [], 0
-    while idle < 3:
-        got = [r for b in consumer.poll(timeout_ms=300).values() for r in b]
-        out += [orjson.loads(r.value) for r in got]
-        idle = 0 if got else idle + 1
-    consumer.close()
     latest = {}
-    for a in out:  # de-duplicate by id, keeping the latest status (open, then resolved)
-        latest[a["id"]] = a
+    for record in read_to_end(bootstrap, topic):  # by id: the latest status wins (resolved)
+        alert = orjson.loads(record.value)
+        latest[alert["id"]] = alert
     return list(latest.values())
 
 

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-__all__ = ["PartitionState", "StateStore", "ensure_topics", "partition_key"]
+__all__ = ["PartitionState", "StateStore", "ensure_topics", "partition_key", "read_to_end"]
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 900_000  # under Kafka's default 1 MiB record limit, with room for headers
@@ -101,7 +101,7 @@ class StateStore:
         wanted = {partition_key(tp) for tp in tps}
         chunks: dict[tuple[str, str], dict[int, bytes]] = {}
         latest: dict[str, tuple[str, int, int]] = {}  # key -> (gen, parts, offset), by log order
-        for record in self._read_all(timeout_s):
+        for record in read_to_end(self.bootstrap, self.topic, self.client_options, timeout_s):
             key = record.key.decode().rsplit("#", 1)[0]
             if key not in wanted:
                 continue
@@ -129,31 +129,34 @@ class StateStore:
             )
         return out
 
-    def _read_all(self, timeout_s: float) -> list:
-        """Every record of the state topic, in log order (read to the current end)."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.client_options
-        )
-        try:
-            tps = [
-                TopicPartition(self.topic, p)
-                for p in consumer.partitions_for_topic(self.topic) or ()
-            ]
-            if not tps:
-                return []
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            records, deadline = [], time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                for batch in consumer.poll(timeout_ms=200).values():
-                    records.extend(batch)
-                # highwater is known once a fetch has answered; end_offsets is wrong on Tansu
-                ends = [consumer.highwater(tp) for tp in tps]
-                if all(
-                    h is not None and consumer.position(tp) >= h
-                    for tp, h in zip(tps, ends, strict=True)
-                ):
-                    return records
-            raise TimeoutError(f"state topic {self.topic!r} not read to its end in {timeout_s:g} s")
-        finally:
-            consumer.close()
+
+def read_to_end(
+    bootstrap: str, topic: str, client_options: Mapping | None = None, timeout_s: float = 30.0
+) -> list:
+    """Every record of ``topic`` from the beginning to its current end, in log order per partition.
+
+    The end is each partition's highwater, known once a fetch has answered (``end_offsets`` is
+    wrong on Tansu); raises ``TimeoutError`` if the end is not reached in ``timeout_s``.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **dict(client_options or {})
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records, deadline = [], time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            ends = [consumer.highwater(tp) for tp in tps]
+            if all(
+                h is not None and consumer.position(tp) >= h
+                for tp, h in zip(tps, ends, strict=True)
+            ):
+                return records
+        raise TimeoutError(f"topic {topic!r} not read to its end in {timeout_s:g} s")
+    finally:
+        consumer.close()

@@ -159,7 +159,10 @@ class Worker:
         k = self.config.kafka
         polled = self.consumer.poll(timeout_ms=k.poll_timeout_ms, max_records=k.max_poll_records)
         self._rebalance()
-        records = [r for tp, batch in polled.items() if tp in self.assigned for r in batch]
+        batches = {tp: batch for tp, batch in polled.items() if tp in self.assigned and batch}
+        records = [r for batch in batches.values() for r in batch]
+        for tp, batch in batches.items():  # offsets advance over good and bad records alike
+            self.next_offset[tp] = batch[-1].offset + 1
         if records:
             self._process(records)
         now = time.monotonic()
@@ -184,9 +187,6 @@ class Worker:
             )
         for rej in decoded.rejects:
             self._dead_letter(records[rej.index], rej.reason, rej.detail)
-        for r in records:  # offsets advance over good and bad records alike
-            tp = TopicPartition(r.topic, r.partition)
-            self.next_offset[tp] = max(self.next_offset.get(tp, 0), r.offset + 1)
         if len(decoded.index) == 0:
             return
         names, first = np.unique(decoded.stream, return_index=True)
@@ -255,10 +255,17 @@ class Worker:
         )
 
     # -- checkpoint and rebalance --------------------------------------------------------------
-    def _streams_of(self, tp: TopicPartition) -> list[str]:
-        return [
-            s for s, owner in self.owner.items() if owner == tp and s in self.engine.state.slot_of
-        ]
+    def _streams_by_partition(self) -> dict[TopicPartition, list[str]]:
+        """Streams with state, grouped by the partition they arrive on, in one pass.
+
+        Streams the engine has evicted leave ``owner`` here, so it stays as bounded as the engine.
+        """
+        live = self.engine.state.slot_of
+        self.owner = {s: tp for s, tp in self.owner.items() if s in live}
+        groups: dict[TopicPartition, list[str]] = {}
+        for stream, tp in self.owner.items():
+            groups.setdefault(tp, []).append(stream)
+        return groups
 
     def checkpoint(self, tps: set[TopicPartition] | None = None) -> None:
         """Wait for every send, write the partitions' state with their offsets, then commit."""
@@ -276,11 +283,11 @@ class Worker:
                 f"{len(failed)} record(s) not acknowledged by the broker: "
                 f"{failed[0].exception}; not committing"
             )
+        by_tp = self._streams_by_partition()
         futures = []
         for tp in tps:
-            futures += self.state.write(
-                tp, self.engine.snapshot_bytes(self._streams_of(tp)), self.next_offset[tp]
-            )
+            snapshot = self.engine.snapshot_bytes(by_tp.get(tp, []))
+            futures += self.state.write(tp, snapshot, self.next_offset[tp])
         self.producer.flush()
         for f in futures:
             f.get(timeout=30)
@@ -329,11 +336,11 @@ class Worker:
     def _rebalance(self) -> None:
         if self._revoked:
             revoked, self._revoked = self._revoked, set()
+            by_tp = self._streams_by_partition()
             for tp in revoked & self.assigned:
-                self.engine.forget(self._streams_of(tp))
-                for s in [s for s, o in self.owner.items() if o == tp]:
-                    del self.owner[s]
+                self.engine.forget(by_tp.get(tp, []))
                 self.next_offset.pop(tp, None)
+            self.owner = {s: tp for s, tp in self.owner.items() if tp not in revoked}
             self.assigned -= revoked
             log.info("revoked %s", sorted(map(partition_key, revoked)))
         if self._assigned:

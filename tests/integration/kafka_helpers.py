@@ -6,11 +6,11 @@ import threading
 import time
 import uuid
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from detector.codec import encode_json
 from detector.config import load_config
-from detector.kafka_io import ensure_topics
+from detector.kafka_io import ensure_topics, read_to_end
 from detector.worker import Worker
 from simulators import SensorFleetConfig
 
@@ -76,17 +76,7 @@ def produce(broker, topic: str, sim, rows: slice = slice(None)) -> int:
 
 
 def read_all(broker, topic: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    out, idle = [], 0
-    while idle < 3:
-        got = [r for batch in consumer.poll(timeout_ms=300).values() for r in batch]
-        out += got
-        idle = 0 if got else idle + 1
-    consumer.close()
-    return out
+    return read_to_end(broker.bootstrap, topic)
 
 
 class Running:
