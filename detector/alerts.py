@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -75,6 +75,10 @@ class AlertTracker(Slabs):
             "run_start": np.full(n, np.nan),  # event time the current anomalous run began
             "active": np.zeros(n, bool),
             "alert_start": np.full(n, np.nan),  # start of the open alert (rebuilds it on restore)
+            # The open alert's peak and its top features (indices, -1 = none), so that an alert
+            # restored after a crash or a rebalance closes with what it had, not with nothing.
+            "alert_peak": np.zeros(n),
+            "alert_top": np.full((n, self.config.top_k), -1, np.int64),
             "last_score": np.zeros(n),  # the latest score, for the top-K streams gauge
         }
 
@@ -117,7 +121,10 @@ class AlertTracker(Slabs):
             for i in np.flatnonzero(opening)
         ]
         for i in np.flatnonzero(active & hot):  # peaks: readings of open alerts above open_at
-            self._peak(self.open[int(slots[i])], float(score[i]), contrib[i])
+            self._peak(int(slots[i]), float(score[i]), contrib[i])
+        # What the opening reading knew: later waves of the same batch must not change the
+        # open event's record, or its content would depend on how readings were batched.
+        opened = [replace(e, top_features=list(e.top_features)) for e in opened]
         ids = np.full(len(slots), "", dtype=object)
         for i in np.flatnonzero(active):
             ids[i] = self.open[int(slots[i])].id
@@ -131,22 +138,30 @@ class AlertTracker(Slabs):
         event = AlertEvent(alert_id(name, float(start)), name, float(start))
         self.open[slot] = event
         self.slabs["alert_start"][slot] = start
+        self.slabs["alert_peak"][slot] = 0.0
+        self.slabs["alert_top"][slot] = -1
         return event
 
     def rebuild_open(self, slots: np.ndarray, names: Sequence[str | None]) -> None:
         """Recreate the open alerts of restored ``slots`` from their slabs (same ids)."""
         for slot in slots[self.slabs["active"][slots]]:
             start, name = float(self.slabs["alert_start"][slot]), names[int(slot)]
-            self.open[int(slot)] = AlertEvent(alert_id(name, start), name, start)
+            top = [self.features[j] for j in self.slabs["alert_top"][slot] if j >= 0]
+            peak = float(self.slabs["alert_peak"][slot])
+            self.open[int(slot)] = AlertEvent(alert_id(name, start), name, start, None, peak, top)
 
     def _close(self, slot: int, end: float) -> AlertEvent:
         event = self.open.pop(slot)
         event.end = float(end)
         return event
 
-    def _peak(self, event: AlertEvent, score: float, contrib: np.ndarray) -> None:
+    def _peak(self, slot: int, score: float, contrib: np.ndarray) -> None:
+        event = self.open[slot]
         if score < event.peak_score:
             return
         event.peak_score = score
-        top = np.argsort(-contrib, kind="stable")[: self.config.top_k]
-        event.top_features = [self.features[j] for j in top if contrib[j] > 0]
+        top = [int(j) for j in np.argsort(-contrib, kind="stable")[: self.config.top_k]]
+        top = [j for j in top if contrib[j] > 0]
+        event.top_features = [self.features[j] for j in top]
+        self.slabs["alert_peak"][slot] = score
+        self.slabs["alert_top"][slot] = top + [-1] * (self.config.top_k - len(top))

@@ -25,7 +25,22 @@ def test_hysteresis_and_clear_duration() -> None:
     # and one reading below close_at (t=4) is not enough to close it
     assert [bool(i) for i in ids] == [False, True, True, True, True, True, True, True, False]
     assert closed[0].end == 7.0 and opened[0].start == 1.0
-    assert opened[0].peak_score == 0.9 and opened[0].top_features == ["b", "a"]
+    # the open event is what the opening reading knew; the close carries the alert's peak
+    assert opened[0].peak_score == 0.6 and opened[0].end is None
+    assert closed[0].peak_score == 0.9 and closed[0].top_features == ["b", "a"]
+
+
+def test_restored_alert_keeps_its_peak_and_top_features() -> None:
+    """A crash or rebalance between an alert's peak and its close must not blank them."""
+    tracker = AlertTracker(AlertConfig(clear_duration=1), ("a", "b"), capacity=1)
+    one, pump = np.array([0]), ["pump"]
+    tracker.update(one, pump, np.array([0.0]), np.array([0.9]), np.array([[0.2, 0.8]]))
+    saved = {k: v.copy() for k, v in tracker.slabs.items()}
+    restored = AlertTracker(AlertConfig(clear_duration=1), ("a", "b"), capacity=1)
+    restored.slabs = saved
+    restored.rebuild_open(one, pump)
+    _, _, closed = restored.update(one, pump, np.array([1.0]), np.array([0.0]), np.zeros((1, 2)))
+    assert closed[0].peak_score == 0.9 and closed[0].top_features == ["b", "a"]
 
 
 def test_min_duration_and_cooldown() -> None:
