@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -54,6 +55,8 @@ def install_stop_handlers(worker: Worker, timeout_s: float) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    # SIGUSR1 prints every thread's stack to stderr: where a stuck worker is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def run(args: argparse.Namespace) -> int:

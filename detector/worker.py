@@ -203,9 +203,11 @@ class Worker:
         observe_many(m.score, res.score[scored])
         observe_many(m.event_lag, time.time() - res.timestamp[scored])
         with m.stage.labels("publish").time():
-            self._publish(res)
+            self._publish(res, [records[j] for j in decoded.index] if k.scores_topic else None)
 
-    def _publish(self, res: BatchResult) -> None:
+    def _publish(self, res: BatchResult, sources: list | None = None) -> None:
+        """Send the batch's alert events and, with a scores topic, one record per scored reading
+        naming its source (topic, partition, offset): the evidence that a reading was scored."""
         k, m = self.config.kafka, self.metrics
         for event, status in [(e, "open") for e in res.opened] + [
             (e, "resolved") for e in res.closed
@@ -222,17 +224,25 @@ class Worker:
         m.alerts_open.set(len(self.engine.alerts.open))
         m.streams.set(len(self.engine.state))
         if k.scores_topic:
-            for i in np.flatnonzero(res.status == 0):
+            # Plain Python values: orjson rejects numpy scalars (np.float64 included).
+            scored = np.flatnonzero(res.status == 0)
+            streams = res.stream[scored].tolist()
+            times = res.timestamp[scored].tolist()
+            scores = np.round(res.score[scored], 6).tolist()
+            alert_ids = res.alert_id[scored].tolist()
+            for j, i in enumerate(scored.tolist()):
+                src = sources[i]
                 self.pending.append(
                     self.producer.send(
                         k.scores_topic,
-                        key=str(res.stream[i]).encode(),
+                        key=str(streams[j]).encode(),
                         value=orjson.dumps(
                             {
-                                "stream": res.stream[i],
-                                "ts": res.timestamp[i],
-                                "score": round(float(res.score[i]), 6),
-                                "alert_id": res.alert_id[i],
+                                "stream": str(streams[j]),
+                                "ts": times[j],
+                                "score": scores[j],
+                                "alert_id": str(alert_ids[j]),
+                                "source": f"{src.topic}/{src.partition}/{src.offset}",
                             }
                         ),
                     )
