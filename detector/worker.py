@@ -23,7 +23,7 @@ import time
 import numpy as np
 import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -37,9 +37,20 @@ from detector.kafka_io import StateStore, partition_key
 from detector.lifecycle import ModelLifecycle
 from detector.metrics import Metrics, observe_many
 
-__all__ = ["Worker", "alert_message"]
+__all__ = ["Worker", "alert_message", "BrokerUnavailable", "BrokerDataLoss"]
 
 log = logging.getLogger(__name__)
+BROKER_WAIT_S = 10.0  # longest wait for the broker to acknowledge before backing off
+BACKOFF_S = (0.5, 30.0)  # first and longest pause between attempts while the broker is away
+
+
+class BrokerUnavailable(DetectorError):
+    """The broker did not answer or acknowledge in time: back off and rewind, then go on."""
+
+
+class BrokerDataLoss(DetectorError):
+    """The broker no longer has data this worker has read or committed (e.g. a broker with
+    memory storage restarted). Fatal: resuming would silently skip or re-read readings."""
 
 
 def alert_message(event: AlertEvent, status: str, version: str) -> bytes:
@@ -107,14 +118,15 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.pending: list = []  # send futures since the last checkpoint
+        self.committed_at: dict[TopicPartition, int] = {}  # last offset committed, per partition
+        self.broker_trouble: str = ""  # why the last attempt failed; "" once one succeeds
+        self._backoff = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Worker:
         k = self.config.kafka
         opts = k.client_options_dict()
-        self.producer = KafkaProducer(
-            bootstrap_servers=k.bootstrap_servers, acks="all", linger_ms=5, **opts
-        )
+        self.producer = self._new_producer()
         self.consumer = KafkaConsumer(
             bootstrap_servers=k.bootstrap_servers,
             group_id=k.group_id,
@@ -132,27 +144,84 @@ class Worker:
         self.state = StateStore(self.producer, k.state_topic, k.bootstrap_servers, opts)
         return self
 
+    def _new_producer(self) -> KafkaProducer:
+        k = self.config.kafka
+        return KafkaProducer(
+            bootstrap_servers=k.bootstrap_servers,
+            acks="all",
+            linger_ms=5,
+            **k.client_options_dict(),
+        )
+
     def stop(self) -> None:
         """Ask the loop to finish its poll, checkpoint, commit and leave the group."""
         self.stopping.set()
 
     def run(self) -> None:
+        clean = False
         try:
             while not self.stopping.is_set():
-                self.poll_once()
+                try:
+                    self.poll_once()
+                except (KafkaError, BrokerUnavailable, TimeoutError) as exc:
+                    self._recover(exc)
+                else:
+                    self._backoff, self.broker_trouble = 0.0, ""
+            clean = True
         finally:
-            self.close()
+            self.close(checkpoint=clean)
 
-    def close(self) -> None:
+    def close(self, checkpoint: bool = True) -> None:
+        """Leave the group; with ``checkpoint``, save state and commit first. After a failure
+        nothing is committed: the next owner replays from the last checkpoint."""
         if self.consumer is None:
             return
         try:
-            self._rebalance()
-            self.checkpoint()
+            if checkpoint:
+                self._rebalance()
+                self.checkpoint()
         finally:
             self.consumer.close(autocommit=False)
             self.producer.close()
             self.consumer = None
+
+    def _recover(self, exc: BaseException) -> None:
+        """The broker is away or did not acknowledge: wait (exponential back-off, no spinning),
+        then rewind every partition to its last checkpoint with a fresh producer.
+
+        Sends since that checkpoint may be lost or half-done; replaying the readings from the
+        checkpoint sends them again (same alert ids), so nothing is lost. Readiness says
+        "broker unreachable" meanwhile. Raises :class:`BrokerDataLoss` if the broker lost data.
+        """
+        lo, hi = BACKOFF_S
+        self._backoff = min(hi, max(lo, 2 * self._backoff))
+        self.broker_trouble = f"{type(exc).__name__}: {exc}"
+        self.metrics.ready.set(0)
+        log.warning(
+            "broker trouble (%s); retrying in %.1f s from the last checkpoint",
+            self.broker_trouble,
+            self._backoff,
+        )
+        if self.stopping.wait(self._backoff):
+            return
+        try:
+            self.producer.close(timeout=0)  # unacknowledged sends are replayed, not awaited
+        except Exception as close_exc:  # a wedged client must not stop the recovery
+            log.warning("closing the old producer: %s", close_exc)
+        self.producer = self._new_producer()
+        self.state.producer = self.producer
+        self.pending.clear()
+        # Rewind: drop what was scored since the checkpoint; the loop restores and seeks.
+        held = set(self.assigned)
+        by_tp = self._streams_by_partition()
+        for tp in held:
+            self.engine.forget(by_tp.get(tp, []))
+            self.next_offset.pop(tp, None)
+        self.owner = {s: tp for s, tp in self.owner.items() if tp not in held}
+        self.assigned -= held
+        self._assigned |= held
+        if held:
+            self.consumer.pause(*held)
 
     # -- the loop ------------------------------------------------------------------------------
     def poll_once(self) -> int:
@@ -162,6 +231,8 @@ class Worker:
         batches = {tp: batch for tp, batch in polled.items() if tp in self.assigned and batch}
         records = [r for batch in batches.values() for r in batch]
         for tp, batch in batches.items():  # offsets advance over good and bad records alike
+            if batch[0].offset < self.committed_at.get(tp, 0):  # the client reset behind us
+                self._check_not_behind(tp, batch[0].offset)
             self.next_offset[tp] = batch[-1].offset + 1
         if records:
             self._process(records)
@@ -285,11 +356,12 @@ class Worker:
 
     def _checkpoint(self, tps: set[TopicPartition] | None) -> None:
         tps = {tp for tp in (self.assigned if tps is None else tps) if tp in self.next_offset}
-        self.producer.flush()
+        self._check_broker_kept(tps)
+        self._flush()
         failed = [f for f in self.pending if f.failed()]
         self.pending.clear()
-        if failed:  # a lost alert must not be committed past: fail loudly, replay on restart
-            raise DetectorError(
+        if failed:  # a lost alert must not be committed past: rewind and replay
+            raise BrokerUnavailable(
                 f"{len(failed)} record(s) not acknowledged by the broker: "
                 f"{failed[0].exception}; not committing"
             )
@@ -298,19 +370,38 @@ class Worker:
         for tp in tps:
             snapshot = self.engine.snapshot_bytes(by_tp.get(tp, []))
             futures += self.state.write(tp, snapshot, self.next_offset[tp])
-        self.producer.flush()
+        self._flush()
         for f in futures:
-            f.get(timeout=30)
+            f.get(timeout=BROKER_WAIT_S)
         if tps:
             offsets = {tp: OffsetAndMetadata(self.next_offset[tp], "", -1) for tp in tps}
             try:
-                self.consumer.commit(offsets)
+                self.consumer.commit(offsets, timeout_ms=int(BROKER_WAIT_S * 1000))
+                self.committed_at.update({tp: o.offset for tp, o in offsets.items()})
             except CommitFailedError as exc:
                 # The group moved on (this member was too slow or is being rebalanced). The
                 # state just written carries its offsets; the next owner resumes from it.
                 log.warning("commit refused by the group, state kept in the state topic: %s", exc)
         self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_ts.set_to_current_time()
+
+    def _flush(self) -> None:
+        try:
+            self.producer.flush(timeout=BROKER_WAIT_S)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"sends not acknowledged within {BROKER_WAIT_S:g} s") from exc
+
+    def _check_broker_kept(self, tps) -> None:
+        """A partition whose end is now below what this worker read lost data on the broker."""
+        for tp in tps:
+            high = self.consumer.highwater(tp)
+            if high is not None and high < self.next_offset[tp]:
+                raise BrokerDataLoss(
+                    f"{partition_key(tp)} ends at offset {high} on the broker, but this worker "
+                    f"has read up to {self.next_offset[tp]}: the broker lost data (restarted "
+                    "with memory storage?). Stopping rather than skipping or re-reading; "
+                    "restore the broker's data or reset the group's offsets deliberately"
+                )
 
     def _export_gauges(self) -> None:
         """Gauges computed over all streams or partitions: at checkpoints, not every poll."""
@@ -331,6 +422,8 @@ class Worker:
         """Ready when partitions are held, a model is loaded and the broker answers."""
         if self.consumer is None:
             return False, "not started"
+        if self.broker_trouble:
+            return False, f"broker unreachable: {self.broker_trouble}"
         if not self._broker_connected():
             return False, "broker unreachable"
         if not self.assigned:
@@ -354,8 +447,9 @@ class Worker:
             self.assigned -= revoked
             log.info("revoked %s", sorted(map(partition_key, revoked)))
         if self._assigned:
-            new, self._assigned = self._assigned, set()
-            self._restore(new)
+            new = set(self._assigned)
+            self._restore(new)  # if the broker fails here, they stay pending for the retry
+            self._assigned -= new
 
     def _restore(self, tps: set[TopicPartition]) -> None:
         states = self.state.read(tps)
@@ -363,9 +457,11 @@ class Worker:
             saved = states.get(partition_key(tp))
             if saved is None:  # never checkpointed: start from the group's offset, if any
                 offset = self.consumer.committed(tp) or 0
+                self._check_not_behind(tp, offset)
                 self.consumer.seek(tp, offset)
                 log.info("no saved state for %s; from offset %d", partition_key(tp), offset)
                 continue
+            self._check_not_behind(tp, saved.offset)
             names = self.engine.restore(io.BytesIO(saved.data))
             self.owner.update(dict.fromkeys(names, tp))
             self.consumer.seek(tp, saved.offset)
@@ -378,3 +474,13 @@ class Worker:
             )
         self.assigned |= tps
         self.consumer.resume(*tps)
+
+    def _check_not_behind(self, tp: TopicPartition, offset: int) -> None:
+        """Resuming before an offset this worker committed means the broker forgot it."""
+        done = self.committed_at.get(tp)
+        if done is not None and offset < done:
+            raise BrokerDataLoss(
+                f"{partition_key(tp)}: the broker resumes it at offset {offset}, but this worker "
+                f"committed {done}: the broker lost its state (restarted with memory storage?). "
+                "Stopping rather than scoring readings twice or skipping them"
+            )

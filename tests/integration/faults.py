@@ -224,7 +224,10 @@ class Load(threading.Thread):
             raise self.error
 
 
-def produce_rows(bootstrap: str, topic: str, sim, rows: int) -> set[tuple[int, int]]:
+def produce_rows(
+    bootstrap: str, topic: str, sim, rows: int, first: int = 0
+) -> set[tuple[int, int]]:
+    """Rows ``first..rows-1`` of ``sim``, acknowledged; returns their (partition, offset)s."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     futures = [
         producer.send(
@@ -232,7 +235,7 @@ def produce_rows(bootstrap: str, topic: str, sim, rows: int) -> set[tuple[int, i
             key=s.name.encode(),
             value=encode_json(s.name, float(s.timestamps[t]), s.values[t].tolist()),
         )
-        for t in range(rows)
+        for t in range(first, rows)
         for s in sim.series
     ]
     producer.flush()
