@@ -149,6 +149,15 @@ class WorkerConfig:
     worker: LoopConfig = field(default_factory=LoopConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
+    def __post_init__(self) -> None:
+        # One poll is one engine batch, and a batch's streams must all fit at once: a flood of
+        # new ids in one poll would otherwise raise in the engine (and again after a restart).
+        if self.engine.max_streams < self.kafka.max_poll_records:
+            raise ValueError(
+                f"engine.max_streams ({self.engine.max_streams}) must be at least "
+                f"kafka.max_poll_records ({self.kafka.max_poll_records})"
+            )
+
     def redacted(self) -> dict[str, Any]:
         """Every setting as plain data for logging; secret client options read ``***``."""
         out = dataclasses.asdict(self)

@@ -6,8 +6,9 @@ scaler, its pending forecast, its reading count and last timestamp. The hot path
 scatters rows by slot index; no per-stream Python object exists.
 
 Slabs grow by doubling (amortised, never a copy per step) up to ``max_streams``; past that the
-least recently used stream is evicted. Snapshots are ``.npz`` archives of plain arrays, read
-with ``allow_pickle=False``: a hostile snapshot cannot run code.
+least recently used stream is evicted, streams still in warm-up before primed ones. Snapshots
+are ``.npz`` archives of plain arrays, read with ``allow_pickle=False``: a hostile snapshot
+cannot run code.
 """
 
 from __future__ import annotations
@@ -143,8 +144,12 @@ class StreamState:
             self._allocate(min(2 * self.capacity, self.max_streams))
         if self.free:
             return self.free.pop(), []
-        # Full: evict the least recently used stream, never one this batch touches.
-        slot = int(np.argmin(self.last_used))
+        # Full: evict the least recently used stream, never one this batch touches; streams
+        # still warming up go before primed ones, so a flood of new ids (a cardinality attack)
+        # churns through itself instead of pushing the established streams out.
+        key = self.last_used + (self.seen >= self._ring_len) * (self.tick + 1)
+        key[self.last_used == self.tick] = np.iinfo(np.int64).max
+        slot = int(np.argmin(key))
         if self.last_used[slot] == self.tick:
             raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
         name = self.names[slot]
