@@ -447,9 +447,13 @@ class Worker:
             self.assigned -= revoked
             log.info("revoked %s", sorted(map(partition_key, revoked)))
         if self._assigned:
-            new = set(self._assigned)
-            self._restore(new)  # if the broker fails here, they stay pending for the retry
-            self._assigned -= new
+            pending = set(self._assigned)
+            # Only what the group still gives us: a partition left pending by a failed restore
+            # may have been revoked since.
+            mine = pending & self.consumer.assignment()
+            if mine:
+                self._restore(mine)
+            self._assigned -= pending  # after the restore: if it fails they stay pending
 
     def _restore(self, tps: set[TopicPartition]) -> None:
         states = self.state.read(tps)
