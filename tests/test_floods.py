@@ -126,3 +126,11 @@ def test_new_ids_evict_each_other_before_primed_streams(ckpt) -> None:
     # a batch that needs every slot still evicts the primed stream rather than failing
     engine.process(["a", "b", "c", "d"], [1.0e9] * 4, [[0.0, 0.0]] * 4)
     assert set(engine.state.slot_of) == {"a", "b", "c", "d"}
+
+
+def test_a_poll_must_fit_under_the_stream_cap() -> None:
+    from detector.config import load_config
+    from detector.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_streams .* must be at least kafka.max_poll_records"):
+        load_config(None, env={}, overrides=["model.path=m.pt", "engine.max_streams=100"])
