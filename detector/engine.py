@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +36,7 @@ from detector.alerts import AlertConfig, AlertEvent, AlertTracker
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
 from detector.errors import DataError, DetectorError
+from detector.fused_step import step_kernel
 from detector.scaling import Scaler
 from detector.scoring import ScorerConfig, make_scorer
 from detector.state import StreamState
@@ -42,6 +44,11 @@ from detector.state import StreamState
 __all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
 
 STATUS = ("scored", "duplicate_timestamp", "out_of_order")  # code -> reason, per reading
+_OVERLAP_MIN_STREAMS = 256  # below this a wave steps inline: a thread hand-off costs ~50 us
+
+
+def _done() -> None:
+    """The wait of a step that already finished."""
 
 
 @dataclass(frozen=True)
@@ -77,16 +84,21 @@ class BatchResult:
         return self.alert_id != ""
 
 
-def _waves(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order readings wave by wave; returns that order and each wave's start in it."""
-    n = len(inverse)
-    by_stream = np.argsort(inverse, kind="stable")  # each stream's readings, in arrival order
-    grouped = inverse[by_stream]
+def _waves(slots: np.ndarray) -> list[np.ndarray]:
+    """Split a batch into waves of distinct slots: wave k holds each stream's k-th reading, in
+    arrival order. The common batch (one reading per stream) is one wave and skips the sort."""
+    n = len(slots)
+    by_slot = np.argsort(slots, kind="stable")  # each stream's readings, in arrival order
+    grouped = slots[by_slot]
+    first = np.ones(n, bool)
+    first[1:] = grouped[1:] != grouped[:-1]
+    if first.all():
+        return [np.arange(n)]
     rank = np.empty(n, np.int64)
-    rank[by_stream] = np.arange(n) - np.searchsorted(grouped, grouped, side="left")
+    rank[by_slot] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
     order = np.lexsort((np.arange(n), rank))  # wave 0 first; arrival order within a wave
-    starts = np.searchsorted(rank[order], np.arange(rank.max() + 2 if n else 1))
-    return order, starts
+    starts = np.searchsorted(rank[order], np.arange(rank.max() + 2))
+    return [order[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 class Engine:
@@ -102,6 +114,13 @@ class Engine:
         self.ckpt = ckpt
         self.device = resolve_device(config.device)
         self.model = (model or ckpt.model).to(self.device).eval()
+        self._kernel = step_kernel(self.model)
+        # CPU: one thread that runs the model step while the caller scores (see _launch_step).
+        self._step_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="detector-step")
+            if self.device.type == "cpu"
+            else None
+        )
         self.n_targets = len(ckpt.targets)
         self.timesteps = int(ckpt.train_config["timesteps"])
         a = ckpt.model.args
@@ -147,13 +166,9 @@ class Engine:
             return res
         if self.config.idle_s is not None:
             self.forget(self.state.idle_streams(float(ts.max()), self.config.idle_s))
-        names, inverse = np.unique(streams, return_inverse=True)
-        slots = self._slots(list(names))[inverse]  # (N,)
-        order, starts = _waves(inverse)
-        for k in range(len(starts) - 1):
-            idx = order[starts[k] : starts[k + 1]]
-            if len(idx):
-                self._wave(res, idx, slots[idx], ts[idx], x[idx])
+        slots = self._slots(streams)  # (N,)
+        for idx in _waves(slots):
+            self._wave(res, idx, slots[idx], ts[idx], x[idx])
         return res
 
     # -- model swap ----------------------------------------------------------------------------
@@ -178,6 +193,7 @@ class Engine:
             )
         self.ckpt, self.timesteps = ckpt, timesteps
         self.model = (model or ckpt.model).to(self.device).eval()
+        self._kernel = step_kernel(self.model)
         st.layers, st.hidden = self.model.args.layers, self.model.args.hidden
         st.h = torch.zeros(st.layers, st.capacity, st.hidden, device=self.device)
         st.c = torch.zeros_like(st.h)
@@ -237,16 +253,14 @@ class Engine:
             self.alerts.grow(self.state.capacity)
 
     # -- slots ---------------------------------------------------------------------------------
-    def _slots(self, names: list[str]) -> np.ndarray:
-        st = self.state
-        slots, new, evicted = st.assign(names)
+    def _slots(self, streams: np.ndarray) -> np.ndarray:
+        slots, fresh, evicted = self.state.slots_for(streams)
         self.evicted += len(evicted)
         self._sync_capacity()
-        if new.any():
-            fresh = slots[new]
+        if len(fresh):
             self.scorer.reset(fresh)
             self.alerts.reset(fresh)
-            self._init_scalers(fresh, [n for n, is_new in zip(names, new, strict=True) if is_new])
+            self._init_scalers(fresh, [self.state.names[s] for s in fresh.tolist()])
         return slots
 
     def _init_scalers(self, slots: np.ndarray, names: list[str]) -> None:
@@ -263,33 +277,45 @@ class Engine:
     ) -> None:
         st = self.state
         last = st.last_ts[slots]
-        res.status[idx[ts == last]] = 1
-        res.status[idx[ts < last]] = 2
         ok = ts > last
-        idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
-        if not len(idx):
-            return
+        if not ok.all():
+            res.status[idx[ts == last]] = 1
+            res.status[idx[ts < last]] = 2
+            idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
+            if not len(idx):
+                return
         if self.config.gap_s is not None:
-            gap = (ts - st.last_ts[slots] > self.config.gap_s) & (st.seen[slots] > 0)
+            gap = (ts - last[ok] > self.config.gap_s) & (st.seen[slots] > 0)
             st.seen[slots[gap]] = 0
         st.last_ts[slots] = ts
 
-        primed = st.seen[slots] >= self.timesteps
-        score = np.zeros(len(idx))
-        contrib = np.zeros((len(idx), self.n_targets))
-        forecast = self._unscale(slots, st.forecast[slots])  # (B, n_targets) original units
-        if primed.any():
-            score[primed], contrib[primed] = self._score(
-                res, idx[primed], slots[primed], x[primed], forecast[primed]
-            )
-        x_in = self._impute(slots, x, np.where(primed[:, None], forecast, np.nan))
+        # Steady state (every stream primed) takes the whole wave without masking copies.
+        seen = st.seen[slots]
+        primed = seen >= self.timesteps
+        every = primed.all()
+        if every:
+            forecast = self._unscale(slots, st.forecast[slots])  # (B, n_targets) original units
+        else:
+            forecast = np.full((len(idx), self.n_targets), np.nan)
+            forecast[primed] = self._unscale(slots[primed], st.forecast[slots[primed]])
+        x_in = self._impute(slots, x, forecast)
         st.push(slots, x_in)
-        st.seen[slots] += 1
-        if primed.any():
-            self._step(slots[primed], x_in[primed])
-        just = st.seen[slots] == self.timesteps
-        if just.any():
-            self._prime(slots[just])
+        st.seen[slots] = seen + 1
+        # The model steps the primed streams while this thread scores the wave: the scores need
+        # only the forecasts made one reading earlier, the step only the imputed readings.
+        finish_step = None
+        if every:
+            finish_step = self._launch_step(slots, x_in)
+            score, contrib = self._score(res, idx, slots, x, forecast)
+        else:
+            if primed.any():
+                finish_step = self._launch_step(slots[primed], x_in[primed])
+            score = np.zeros(len(idx))
+            contrib = np.zeros((len(idx), self.n_targets))
+            if primed.any():
+                score[primed], contrib[primed] = self._score(
+                    res, idx[primed], slots[primed], x[primed], forecast[primed]
+                )
         ids, opened, closed = self.alerts.update(slots, st.names, ts, score, contrib)
         res.score[idx] = score
         res.alert_id[idx] = ids
@@ -300,6 +326,11 @@ class Engine:
             )
         res.opened += opened
         res.closed += closed
+        if finish_step is not None:
+            finish_step()
+        just = seen + 1 == self.timesteps
+        if just.any():
+            self._prime(slots[just])
 
     def _score(
         self,
@@ -343,14 +374,28 @@ class Engine:
         t, st = self.n_targets, self.state
         return scaled.astype(np.float64) * st.scale[slots, :t] + st.offset[slots, :t]
 
-    def _step(self, slots: np.ndarray, x_raw: np.ndarray) -> None:
+    def _launch_step(self, slots: np.ndarray, x_raw: np.ndarray) -> Callable[[], None]:
+        """Start stepping ``slots`` with readings ``x_raw``; returns the call that waits for it.
+
+        On CUDA the kernels run asynchronously and the wait is the forecast's copy back; on CPU a
+        large wave steps on the engine's step thread (torch releases the GIL), a small one at
+        once, since handing it over would cost more than it hides.
+        """
+        x = self._scaled(slots, x_raw)
+        if self._step_thread is not None and len(slots) >= _OVERLAP_MIN_STREAMS:
+            return self._step_thread.submit(self._step, slots, x).result
+        self._step(slots, x)
+        return _done
+
+    def _step(self, slots: np.ndarray, x: torch.Tensor) -> None:
         st = self.state
-        idx = torch.as_tensor(slots, device=self.device)
-        h, c = st.h.index_select(1, idx), st.c.index_select(1, idx)  # (L, B, H)
-        forecast, (h, c) = self.model.step(self._scaled(slots, x_raw), (h, c))
-        st.h.index_copy_(1, idx, h)
-        st.c.index_copy_(1, idx, c)
-        st.forecast[slots] = forecast.cpu().numpy()
+        with torch.inference_mode():  # per thread: the step thread needs its own
+            idx = torch.as_tensor(slots, device=self.device)
+            h, c = st.h.index_select(1, idx), st.c.index_select(1, idx)  # (L, B, H), copies
+            forecast = self._kernel(x, h, c)  # updates h, c in place
+            st.h.index_copy_(1, idx, h)
+            st.c.index_copy_(1, idx, c)
+            st.forecast[slots] = forecast.cpu().numpy()
 
     def _prime(self, slots: np.ndarray) -> None:
         """Read each slot's last ``timesteps`` readings from a zero state (as in training)."""

@@ -116,40 +116,62 @@ class StreamState:
     def __len__(self) -> int:
         return len(self.slot_of)
 
-    def assign(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Slots for ``names`` (distinct), assigning new ones as needed.
+    def slots_for(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The slot of each reading's stream ``(N,)``, assigning slots to unseen streams.
 
-        Returns the slots, a mask of the streams that are new, and the ids evicted to make room.
+        ``streams`` may repeat. Returns the slots, the slots given to unseen streams (reset) and
+        the ids evicted to make room for them. Every stream of the batch counts as just used.
         """
-        slots = np.empty(len(names), np.int64)
-        new = np.zeros(len(names), bool)
-        evicted: list[str] = []
         self.tick += 1
-        for i, name in enumerate(names):  # one dict lookup per distinct stream, not per reading
-            slot = self.slot_of.get(name)
-            if slot is None:
-                slot, gone = self._new_slot()
-                evicted.extend(gone)
-                self.slot_of[name], self.names[slot] = slot, name
-                new[i] = True
-            slots[i] = slot
-            self.last_used[slot] = self.tick  # protects it from eviction within this batch
-        if new.any():
-            self.reset(slots[new])
-        return slots, new, evicted
+        get = self.slot_of.get
+        slots = np.fromiter((get(s, -1) for s in streams), np.int64, len(streams))
+        unseen = slots < 0
+        self.last_used[slots[~unseen]] = self.tick  # protects them from eviction below
+        if not unseen.any():
+            return slots, slots[:0], []
+        names = list(dict.fromkeys(streams[unseen].tolist()))  # distinct, first-seen order
+        fresh, evicted = self._take_slots(len(names))
+        for name, slot in zip(names, fresh.tolist(), strict=True):
+            self.slot_of[name], self.names[slot] = slot, name
+        self.last_used[fresh] = self.tick
+        self.reset(fresh)
+        get = self.slot_of.__getitem__
+        slots[unseen] = np.fromiter((get(s) for s in streams[unseen]), np.int64, unseen.sum())
+        return slots, fresh, evicted
 
-    def _new_slot(self) -> tuple[int, list[str]]:
-        if not self.free and self.capacity < self.max_streams:
-            self._allocate(min(2 * self.capacity, self.max_streams))
-        if self.free:
-            return self.free.pop(), []
-        # Full: evict the least recently used stream, never one this batch touches.
-        slot = int(np.argmin(self.last_used))
-        if self.last_used[slot] == self.tick:
-            raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
-        name = self.names[slot]
-        del self.slot_of[name]
-        return slot, [name]
+    def assign(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Slots for distinct ``names``; returns them, a mask of the new ones and the evicted."""
+        slots, fresh, evicted = self.slots_for(np.array(names, dtype=object))
+        return slots, np.isin(slots, fresh), evicted
+
+    def _take_slots(self, n: int) -> tuple[np.ndarray, list[str]]:
+        """``n`` free slots: growing the slabs while under ``max_streams``, then evicting the
+        least recently used streams, never one the current batch touches. One pass over the
+        recency slab per batch, not per stream, so a flood of new ids stays linear."""
+        short = n - len(self.free)
+        if short > 0 and self.capacity < self.max_streams:
+            size = self.capacity
+            while size - self.capacity + len(self.free) < n and size < self.max_streams:
+                size = min(2 * size, self.max_streams)
+            self._allocate(size)
+            short = n - len(self.free)
+        evicted: list[str] = []
+        if short > 0:
+            if short > self.capacity:
+                raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
+            recency = self.last_used.copy()
+            recency[self.free] = np.iinfo(np.int64).max  # already free: not a victim
+            victims = np.argpartition(recency, short - 1)[:short]
+            if (recency[victims] >= self.tick).any():
+                raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
+            for slot in victims.tolist():
+                name = self.names[slot]
+                del self.slot_of[name]
+                self.names[slot] = None
+                evicted.append(name)
+                self.free.append(slot)
+        taken = [self.free.pop() for _ in range(n)]
+        return np.array(taken, np.int64), evicted
 
     def evict(self, names: Sequence[str]) -> None:
         """Forget these streams and free their slots."""
