@@ -122,6 +122,9 @@ class LoopConfig:
     finetune_interval_s: float = 0.0  # online fine-tuning on recent normal windows; 0 = off
     finetune_budget_s: float = 2.0  # CPU seconds one fine-tuning round may take
     max_future_s: float = 86_400.0  # readings further ahead of the wall clock are rejected
+    # torch intra-op threads on CPU. One leaves the other core to the Kafka client and the
+    # engine's bookkeeping; more helps only when the machine has cores to spare.
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
         _validate(self, "worker")
@@ -212,6 +215,7 @@ _RULES: list[tuple[Check, str]] = [
     (_positive, "worker.finetune_budget_s"),
     (_at_least(0), "worker.finetune_interval_s"),
     (_at_least(1), "kafka.max_poll_records engine.window engine.capacity engine.max_streams"),
+    (_at_least(1), "worker.torch_threads"),
     (_at_least(1), "engine.scorer.horizon engine.scorer.short engine.scorer.long"),
     (_at_least(0), "model.reload_check_s engine.scorer.warmup engine.scorer.prior"),
     (_at_least(0), "engine.alerts.top_k"),

@@ -247,6 +247,11 @@ class Engine:
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
 
+    def bytes_per_stream(self) -> int:
+        """Slab memory of one stream: model state, window, scaler, scorer and alert state."""
+        slabs = sum(v.nbytes for o in (self.scorer, self.alerts) for v in o.slabs.values())
+        return self.state.bytes_per_stream() + slabs // self.scorer.capacity
+
     def _sync_capacity(self) -> None:
         if self.state.capacity > self.scorer.capacity:
             self.scorer.grow(self.state.capacity)

@@ -87,6 +87,12 @@ class Metrics:
         )
         for stage in STAGES:
             self.stage.labels(stage)
+        self.poll_to_alert = Histogram(
+            "detector_poll_to_alert_seconds",
+            "From a poll's records returned to their alerts handed to the producer",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.event_lag = Histogram(
             "detector_event_lag_seconds",
             "Scoring time minus the reading's event time",

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import orjson
+import torch
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
@@ -82,6 +83,8 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
+        if config.model.device == "cpu" or not torch.cuda.is_available():
+            torch.set_num_threads(config.worker.torch_threads)
         self.ckpt = load_checkpoint(config.model.path)
         # model.device says where the model runs; the engine runs it there.
         self.engine = Engine(
@@ -107,6 +110,7 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.pending: list = []  # send futures since the last checkpoint
+        self.poll_to_alert_s = 0.0  # the last poll with records: returned -> alerts handed over
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Worker:
@@ -158,20 +162,23 @@ class Worker:
     def poll_once(self) -> int:
         k = self.config.kafka
         polled = self.consumer.poll(timeout_ms=k.poll_timeout_ms, max_records=k.max_poll_records)
+        returned = time.perf_counter()
         self._rebalance()
         batches = {tp: batch for tp, batch in polled.items() if tp in self.assigned and batch}
         records = [r for batch in batches.values() for r in batch]
         for tp, batch in batches.items():  # offsets advance over good and bad records alike
             self.next_offset[tp] = batch[-1].offset + 1
         if records:
-            self._process(records)
+            self._process(records, [tp for tp, batch in batches.items() for _ in batch])
+            self.poll_to_alert_s = time.perf_counter() - returned
+            self.metrics.poll_to_alert.observe(self.poll_to_alert_s)
         now = time.monotonic()
         if now - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
             self.checkpoint()
         self.model.due(now)
         return len(records)
 
-    def _process(self, records: list) -> None:
+    def _process(self, records: list, partitions: list[TopicPartition]) -> None:
         k, m = self.config.kafka, self.metrics
         m.consumed.inc(len(records))
         m.batch.observe(len(records))
@@ -189,9 +196,9 @@ class Worker:
             self._dead_letter(records[rej.index], rej.reason, rej.detail)
         if len(decoded.index) == 0:
             return
-        names, first = np.unique(decoded.stream, return_index=True)
-        for name, i in zip(names.tolist(), decoded.index[first].tolist(), strict=True):
-            self.owner[name] = TopicPartition(records[i].topic, records[i].partition)
+        # Keyed producers keep a stream on one partition; the last record's partition wins.
+        tps = [partitions[i] for i in decoded.index.tolist()]
+        self.owner.update(zip(decoded.stream.tolist(), tps, strict=True))
         evicted = self.engine.evicted
         with m.stage.labels("score").time():
             res = self.engine.process(decoded.stream, decoded.timestamp, decoded.values)
