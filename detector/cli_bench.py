@@ -46,7 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sections", type=_names(SECTIONS), default=list(SECTIONS))
     p.add_argument("--shapes", type=_names(tuple(SHAPES)), default=list(SHAPES))
-    p.add_argument("--streams", type=_ints, default=[1000, 4096, 10_000, 100_000])
+    p.add_argument(
+        "--streams",
+        type=_ints,
+        help="streams per engine case [default: 1000,4096,10000,100000; on CUDA also 65536,262144]",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
     p.add_argument("--seconds", type=float, default=3.0, help="timing per engine case")
@@ -65,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _quick(args: argparse.Namespace) -> None:
     args.shapes = [s for s in args.shapes if s != "video512"]
-    args.streams = [min(n, 2048) for n in args.streams[:2]]
+    args.streams = [min(n, 2048) for n in (args.streams or [1000, 2048])[:2]]
     args.seconds = min(args.seconds, 0.5)
     args.kafka_streams = min(args.kafka_streams, 500)
     args.rate = min(args.rate, 1000.0)
@@ -85,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         _quick(args)
     device = resolve_device(args.device)
+    if args.streams is None:
+        args.streams = [1000, 4096, 10_000, 100_000]
+        if device.type == "cuda":  # the GPU target is at 64 k streams and more
+            args.streams += [65_536, 262_144]
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     console = Console(stderr=True) if args.json else Console()

@@ -121,6 +121,7 @@ class Engine:
             if self.device.type == "cpu"
             else None
         )
+        self._pinned = torch.empty(0)  # CUDA: staging for host-to-device copies
         self.n_targets = len(ckpt.targets)
         self.timesteps = int(ckpt.train_config["timesteps"])
         a = ckpt.model.args
@@ -373,7 +374,19 @@ class Engine:
             z = (raw - st.offset[slots, None]) / st.scale[slots, None]
         else:
             z = (raw - st.offset[slots]) / st.scale[slots]
-        return torch.from_numpy(z.astype(np.float32)).to(self.device)
+        return self._to_device(z.astype(np.float32))
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """CPU: a view. CUDA: through a reused pinned buffer with a non-blocking copy; every use
+        is followed by reading a forecast back (a sync) before the buffer is written again."""
+        t = torch.from_numpy(array)
+        if self.device.type != "cuda":
+            return t
+        if self._pinned.numel() < t.numel():
+            self._pinned = torch.empty(max(t.numel(), 2 * self._pinned.numel()), pin_memory=True)
+        staged = self._pinned[: t.numel()].view(t.shape)
+        staged.copy_(t)
+        return staged.to(self.device, non_blocking=True)
 
     def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:
         t, st = self.n_targets, self.state

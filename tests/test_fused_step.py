@@ -51,3 +51,24 @@ def test_stepping_on_the_step_thread_gives_the_same_results(monkeypatch) -> None
         np.testing.assert_array_equal(f1, f2)
         np.testing.assert_array_equal(a1, a2)
     assert (threaded[25][0][7] > 0.5) and (threaded[-1][0] > 0).all()
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_engine_on_each_device_matches_the_cpu_reference(device) -> None:
+    """The same readings give the same scores wherever the model runs (CUDA when present)."""
+    ckpt = synthetic_checkpoint(4, hidden=16, timesteps=6)
+    n = 300
+    names = np.array([f"s{i}" for i in range(n)], dtype=object)
+    values = np.random.default_rng(5).standard_normal((25, n, 4))
+    values[20, 3] += 40.0
+    runs = {}
+    for dev in {"cpu", device}:
+        engine = Engine(ckpt, EngineConfig(device=dev))
+        runs[dev] = [engine.process(names, np.full(n, float(t)), values[t]) for t in range(25)]
+    for ref, got in zip(runs["cpu"], runs[device], strict=True):
+        np.testing.assert_allclose(got.forecast, ref.forecast, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.score, ref.score, rtol=1e-3, atol=1e-3)
+    assert runs[device][20].score[3] > 0.5

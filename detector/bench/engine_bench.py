@@ -3,8 +3,12 @@
 * **naive**: what tutorials do, one ``nn.LSTM`` call per reading with that stream's own
   ``(h, c)`` kept in a dict; the ratio says what batching streams buys;
 * **compute bound**: only the matrix multiplications of one step (two per layer and the head)
-  for the whole wave, on preallocated buffers; no implementation on this device beats it, so
-  ``engine / bound`` says how close the engine gets to the hardware.
+  for the whole wave, on preallocated buffers, with the engine's torch thread count; no
+  implementation with that thread budget beats it, so ``engine / bound`` says how close the
+  engine gets to the hardware.
+
+``step_per_s`` is the fused model step alone (stream-steps/s), between the two: what the model
+costs without the engine's scoring and bookkeeping.
 
 Every wave holds one reading of every stream (a fleet reporting in lockstep). Engine waves and
 bound calls alternate and the medians are compared, so a noisy neighbour slows both alike.
@@ -137,14 +141,26 @@ def bench_engine(
         wave()
     bound = MatmulBound(engine.model, n, device)
     bound()
+    kernel = FusedStep(engine.model)
+    x = torch.randn(n, features, device=device)
+    h = torch.randn(layers, n, hidden, device=device)
+    c = torch.randn(layers, n, hidden, device=device)
+
+    @torch.inference_mode()
+    def step() -> None:
+        kernel(x, h, c)
+        _sync(device)
+
     if progress:
         progress(f"{case.shape} x {n:,}: timing")
-    engine_s, bound_s = [], []
+    engine_s, bound_s, step_s = [], [], []
     start = time.perf_counter()
     while len(engine_s) < 5 or time.perf_counter() - start < seconds:
         engine_s.append(_timed(wave))
         bound_s.append(_timed(bound))
+        step_s.append(_timed(step))
     engine_t, bound_t = float(np.median(engine_s)), float(np.median(bound_s))
+    step_t = float(np.median(step_s))
     naive = naive_rate(engine.model, min(n, 4096), device, naive_seconds)
     rate = n / engine_t
     return {
@@ -158,6 +174,7 @@ def bench_engine(
         "engine_per_s": rate,
         "naive_per_s": naive,
         "bound_per_s": n / bound_t,
+        "step_per_s": n / step_t,  # the fused model step alone: stream-steps/s
         "x_naive": rate / naive,
         "of_bound": bound_t / engine_t,
     }
