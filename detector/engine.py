@@ -5,7 +5,9 @@ stream and applies them in **waves**: wave k holds the k-th reading of every str
 so order within a stream holds while each wave is a handful of array operations over all its
 streams. Per wave:
 
-1. reject readings whose timestamp does not advance (duplicate or out of order);
+1. reject readings whose timestamp does not advance (duplicate or out of order) or is NaN or
+   infinite; a value that is infinite or beyond float32 range counts as missing (see
+   docs/input-handling.md);
 2. compare each reading with the forecast made one step earlier (**forecast before observe**)
    and score the error; impute missing values from that forecast;
 3. step the model one reading (one batched call), keep the new forecast and state;
@@ -41,7 +43,13 @@ from detector.state import StreamState
 
 __all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
 
-STATUS = ("scored", "duplicate_timestamp", "out_of_order")  # code -> reason, per reading
+# code -> reason, per reading; bad_timestamp (NaN or infinite) shares the decoder's reason name
+STATUS = ("scored", "duplicate_timestamp", "out_of_order", "bad_timestamp")
+# Values beyond float32 range cannot be kept in the windows; the engine treats them as missing.
+_F32_MAX = float(np.finfo(np.float32).max)
+# Model inputs are clipped to this many scaled units: every gate is saturated long before, and a
+# larger value could overflow float32 in the LSTM's matmuls and leave NaN in the hidden state.
+_Z_MAX = 1e6
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,14 @@ class Engine:
         streams = np.asarray(streams, dtype=object)
         ts = np.asarray(timestamps, np.float64)
         x = np.asarray(values, np.float64)
+        if streams.shape != ts.shape or x.shape != (len(ts), self.state.n_inputs):
+            raise ValueError(  # before any state changes; the decoders never let this through
+                f"need streams (N,), timestamps (N,), values (N, {self.state.n_inputs}); got "
+                f"{streams.shape}, {ts.shape}, {x.shape}"
+            )
+        huge = np.abs(x) > _F32_MAX  # +-inf included; NaN compares False
+        if huge.any():
+            x = np.where(huge, np.nan, x)  # a copy: the caller's array is left alone
         n = len(ts)
         res = BatchResult(
             stream=streams,
@@ -145,8 +161,9 @@ class Engine:
         )
         if n == 0:
             return res
-        if self.config.idle_s is not None:
-            self.forget(self.state.idle_streams(float(ts.max()), self.config.idle_s))
+        finite = np.isfinite(ts)
+        if self.config.idle_s is not None and finite.any():
+            self.forget(self.state.idle_streams(float(ts[finite].max()), self.config.idle_s))
         names, inverse = np.unique(streams, return_inverse=True)
         slots = self._slots(list(names))[inverse]  # (N,)
         order, starts = _waves(inverse)
@@ -265,7 +282,9 @@ class Engine:
         last = st.last_ts[slots]
         res.status[idx[ts == last]] = 1
         res.status[idx[ts < last]] = 2
-        ok = ts > last
+        bad = ~np.isfinite(ts)  # +inf would pass as "later" and block the stream for good
+        res.status[idx[bad]] = 3
+        ok = (ts > last) & ~bad
         idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
         if not len(idx):
             return
@@ -337,6 +356,7 @@ class Engine:
             z = (raw - st.offset[slots, None]) / st.scale[slots, None]
         else:
             z = (raw - st.offset[slots]) / st.scale[slots]
+        np.clip(z, -_Z_MAX, _Z_MAX, out=z)
         return torch.from_numpy(z.astype(np.float32)).to(self.device)
 
     def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ def _assert_accounted(out: Decoded, n: int, n_features: int = len(COLS)) -> None
 
 
 def test_json_round_trip_keeps_values_and_nan() -> None:
-    rows = [[1.0, 2.5, math.nan], [-3.25, 1e300, 0.0]]
+    rows = [[1.0, 2.5, math.nan], [-3.25, 3e38, 0.0]]
     values = [encode_json("pump-7", NOW - 10 + i, r) for i, r in enumerate(rows)]
     out = decode_batch([None, b"pump-7"], values, "json", COLS, now=NOW)
     _assert_accounted(out, 2)
@@ -158,6 +158,8 @@ REJECT_CASES = [
     ("non_numeric", "json", None, _json({**_GOOD, "values": [1, False, 3]})),
     ("non_numeric", "json", None, _json({**_GOOD, "values": "1,2,3"})),
     ("non_finite", "binary", b"s", encode_binary(NOW, [1.0, -math.inf, 3.0])),
+    ("non_finite", "json", None, _json({**_GOOD, "values": [1.0, 1e300, 3.0]})),
+    ("unparsable", "json", None, b'{"stream": "s", "ts": 1, "values": [1, 2, 1e999]}'),  # orjson
     ("future_timestamp", "json", None, _json({**_GOOD, "ts": NOW + 86_401})),
     ("future_timestamp", "binary", b"s", encode_binary(NOW + 86_401, [1.0, 2.0, 3.0])),
 ]
