@@ -239,11 +239,16 @@ class Engine:
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
-            for k in owner.slabs:
-                if prefix + k not in extra:
+            for k, slab in owner.slabs.items():
+                got = extra.get(prefix + k)
+                if got is None or got.shape[1:] != slab.shape[1:]:
+                    self.forget([self.state.names[s] for s in slots])  # nothing half-restored
                     raise DataError(
-                        f"{path}: snapshot lacks {prefix + k}; other scorer or version?"
+                        f"{path}: snapshot lacks {prefix + k} of shape {slab.shape[1:]}; "
+                        "other scorer or version?"
                     )
+        for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
+            for k in owner.slabs:
                 owner.slabs[k][slots] = extra[prefix + k]
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
