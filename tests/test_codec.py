@@ -314,3 +314,35 @@ def test_binary_batch_is_read_by_one_frombuffer(monkeypatch: pytest.MonkeyPatch)
     values = [encode_binary(NOW, [1.0, 2.0, 3.0])] * 50
     out = decode_batch([b"s"] * 50, values, "binary", COLS, now=NOW)
     assert len(out) == 50 and calls == [1]
+
+
+_row3 = st.lists(_finite | st.just(math.nan), min_size=3, max_size=3)
+
+
+@FAST
+@given(_row3, st.floats(0, NOW), st.sampled_from(FORMATS), st.data())
+def test_truncated_or_extended_records_are_rejected_not_misread(row, ts, fmt, data) -> None:
+    whole = encode_json("s", ts, row) if fmt == "json" else encode_binary(ts, row)
+    cut = data.draw(st.integers(0, len(whole) - 1))
+    tail = data.draw(st.binary(min_size=1, max_size=12).filter(bytes.strip))  # JSON allows spaces
+    for value in (whole[:cut], whole + tail):
+        out = decode_batch([b"s"], [value], fmt, COLS, now=NOW)
+        assert len(out) == 0, value
+        assert out.rejects[0].reason in {"empty", "unparsable", "wrong_length"}
+
+
+@FAST
+@given(
+    _row3,
+    st.dictionaries(
+        st.text(max_size=10).filter(lambda k: k not in {"stream", "ts", "values"}),
+        _jsonish,
+        max_size=5,
+    ),
+)
+def test_unknown_fields_are_ignored(row, extra) -> None:
+    plain = {"stream": "s", "ts": NOW, "values": row}
+    a = decode_batch([None], [_json(plain)], "json", COLS, now=NOW)
+    b = decode_batch([None], [_json({**extra, **plain})], "json", COLS, now=NOW)
+    assert len(a) == len(b) == 1
+    np.testing.assert_array_equal(a.values, b.values)
