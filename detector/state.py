@@ -232,6 +232,10 @@ class StreamState:
         if arrays["shape"].tolist() != expect:
             raise DataError(f"{path}: snapshot shape {arrays['shape'].tolist()} != state {expect}")
         names = [str(n) for n in arrays["names"]]
+        if len(names) > self.max_streams:  # assign() would fail half-way through
+            raise DataError(
+                f"{path}: {len(names)} streams, more than max_streams={self.max_streams}"
+            )
         slots, _, _ = self.assign(names)
         for k in _CPU_SLABS:
             getattr(self, k)[slots] = arrays[k]

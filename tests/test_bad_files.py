@@ -133,6 +133,13 @@ def test_bad_snapshot_is_refused_in_one_line_and_changes_nothing(ckpt, tmp_path,
     assert not marker.exists()  # the pickle inside was never run
 
 
+def test_snapshot_with_more_streams_than_the_cap_is_refused_whole(ckpt) -> None:
+    small = Engine(ckpt, EngineConfig(device="cpu", capacity=1, max_streams=1))
+    with pytest.raises(DataError, match="more than max_streams=1"):
+        small.restore(io.BytesIO(_good_snapshot(ckpt)))
+    assert len(small.state) == 0
+
+
 def test_good_snapshot_still_restores(ckpt) -> None:
     engine = _engine(ckpt)
     assert sorted(engine.restore(io.BytesIO(_good_snapshot(ckpt)))) == ["a", "b"]
