@@ -21,6 +21,7 @@ from _harness import main, tiny_checkpoint  # beside this file: harnesses run as
 
 with atheris.instrument_imports(include=["detector"]):
     from detector.checkpoint import load_checkpoint, save_checkpoint
+    from detector.engine import Engine, EngineConfig
     from detector.errors import CheckpointError
 
 WORK = Path(tempfile.mkdtemp(prefix="fuzz-checkpoint-"))
@@ -39,8 +40,11 @@ def test_one(data: bytes) -> None:
         ckpt = load_checkpoint(PATH)
     except CheckpointError as exc:
         assert "\n" not in str(exc) and str(PATH) in str(exc)
-    else:
-        ckpt.model(torch.zeros(1, 2, len(ckpt.inputs)))  # what loads, runs
+    else:  # what loads, serves
+        engine = Engine(ckpt, EngineConfig(device="cpu"))
+        n = len(ckpt.inputs)
+        for k in range(ckpt.train_config["timesteps"] + 2):
+            engine.process(["s"], [1e9 + k], [[0.5 * k] * n])
     assert not MARKER.exists(), "a pickle in the checkpoint was executed"
 
 
