@@ -152,6 +152,15 @@ class WorkerConfig:
     worker: LoopConfig = field(default_factory=LoopConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
+    def __post_init__(self) -> None:
+        # One poll is one engine batch, and a batch cannot hold more streams than the cap.
+        if self.engine.max_streams < self.kafka.max_poll_records:
+            raise ValueError(
+                f"engine.max_streams ({self.engine.max_streams}) must be at least "
+                f"kafka.max_poll_records ({self.kafka.max_poll_records}): a poll of that many "
+                "distinct streams would not fit"
+            )
+
     def redacted(self) -> dict[str, Any]:
         """Every setting as plain data for logging; secret client options read ``***``."""
         out = dataclasses.asdict(self)

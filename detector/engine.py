@@ -5,7 +5,9 @@ stream and applies them in **waves**: wave k holds the k-th reading of every str
 so order within a stream holds while each wave is a handful of array operations over all its
 streams. Per wave:
 
-1. reject readings whose timestamp does not advance (duplicate or out of order);
+1. reject readings whose timestamp does not advance (duplicate or out of order) or is NaN or
+   infinite; a value that is infinite or beyond float32 range counts as missing (see
+   docs/input-handling.md);
 2. compare each reading with the forecast made one step earlier (**forecast before observe**)
    and score the error; impute missing values from that forecast;
 3. step the model one reading (one batched call), keep the new forecast and state;
@@ -43,7 +45,13 @@ from detector.state import StreamState
 
 __all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
 
-STATUS = ("scored", "duplicate_timestamp", "out_of_order")  # code -> reason, per reading
+# code -> reason, per reading; bad_timestamp (NaN or infinite) shares the decoder's reason name
+STATUS = ("scored", "duplicate_timestamp", "out_of_order", "bad_timestamp")
+# Values beyond float32 range cannot be kept in the windows; the engine treats them as missing.
+_F32_MAX = float(np.finfo(np.float32).max)
+# Model inputs are clipped to this many scaled units: every gate is saturated long before, and a
+# larger value could overflow float32 in the LSTM's matmuls and leave NaN in the hidden state.
+_Z_MAX = 1e6
 _OVERLAP_MIN_STREAMS = 256  # below this a wave steps inline: a thread hand-off costs ~50 us
 
 
@@ -152,6 +160,14 @@ class Engine:
         streams = np.asarray(streams, dtype=object)
         ts = np.asarray(timestamps, np.float64)
         x = np.asarray(values, np.float64)
+        if streams.shape != ts.shape or x.shape != (len(ts), self.state.n_inputs):
+            raise ValueError(  # before any state changes; the decoders never let this through
+                f"need streams (N,), timestamps (N,), values (N, {self.state.n_inputs}); got "
+                f"{streams.shape}, {ts.shape}, {x.shape}"
+            )
+        huge = np.abs(x) > _F32_MAX  # +-inf included; NaN compares False
+        if huge.any():
+            x = np.where(huge, np.nan, x)  # a copy: the caller's array is left alone
         n = len(ts)
         res = BatchResult(
             stream=streams,
@@ -165,8 +181,9 @@ class Engine:
         )
         if n == 0:
             return res
-        if self.config.idle_s is not None:
-            self.forget(self.state.idle_streams(float(ts.max()), self.config.idle_s))
+        finite = np.isfinite(ts)
+        if self.config.idle_s is not None and finite.any():
+            self.forget(self.state.idle_streams(float(ts[finite].max()), self.config.idle_s))
         slots = self._slots(streams)  # (N,)
         for idx in _waves(slots):
             self._wave(res, idx, slots[idx], ts[idx], x[idx])
@@ -239,11 +256,16 @@ class Engine:
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
-            for k in owner.slabs:
-                if prefix + k not in extra:
+            for k, slab in owner.slabs.items():
+                got = extra.get(prefix + k)
+                if got is None or got.shape[1:] != slab.shape[1:]:
+                    self.forget([self.state.names[s] for s in slots])  # nothing half-restored
                     raise DataError(
-                        f"{path}: snapshot lacks {prefix + k}; other scorer or version?"
+                        f"{path}: snapshot lacks {prefix + k} of shape {slab.shape[1:]}; "
+                        "other scorer or version?"
                     )
+        for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
+            for k in owner.slabs:
                 owner.slabs[k][slots] = extra[prefix + k]
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
@@ -284,9 +306,13 @@ class Engine:
         st = self.state
         last = st.last_ts[slots]
         ok = ts > last
+        bad = ~np.isfinite(ts)  # +inf would pass as "later" and block the stream for good
+        if bad.any():
+            ok &= ~bad
         if not ok.all():
             res.status[idx[ts == last]] = 1
             res.status[idx[ts < last]] = 2
+            res.status[idx[bad]] = 3
             idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
             if not len(idx):
                 return
@@ -374,6 +400,7 @@ class Engine:
             z = (raw - st.offset[slots, None]) / st.scale[slots, None]
         else:
             z = (raw - st.offset[slots]) / st.scale[slots]
+        np.clip(z, -_Z_MAX, _Z_MAX, out=z)
         return self._to_device(z.astype(np.float32))
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:

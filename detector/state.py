@@ -254,9 +254,15 @@ class StreamState:
         if arrays["shape"].tolist() != expect:
             raise DataError(f"{path}: snapshot shape {arrays['shape'].tolist()} != state {expect}")
         names = [str(n) for n in arrays["names"]]
+        if len(names) > self.max_streams:  # assign() would fail half-way through
+            raise DataError(
+                f"{path}: {len(names)} streams, more than max_streams={self.max_streams}"
+            )
         slots, _, _ = self.assign(names)
         for k in _CPU_SLABS:
             getattr(self, k)[slots] = arrays[k]
+        # Recency is counted in this process's batches: the snapshot's ticks came from another.
+        self.last_used[slots] = self.tick
         idx = torch.as_tensor(slots, device=self.device)
         self.h[:, idx] = torch.from_numpy(arrays["h"]).to(self.device)
         self.c[:, idx] = torch.from_numpy(arrays["c"]).to(self.device)
@@ -275,8 +281,39 @@ def _read_snapshot(path: str | os.PathLike[str] | BinaryIO) -> dict[str, np.ndar
     missing = [k for k in (*_CPU_SLABS, "h", "c", "names", "version", "shape") if k not in arrays]
     if missing:
         raise DataError(f"{path}: not a state snapshot (missing {missing})")
-    if int(arrays["version"]) != SNAPSHOT_VERSION:
+    version = arrays["version"]
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) != SNAPSHOT_VERSION:
         raise DataError(
-            f"{path}: snapshot version {int(arrays['version'])}, expected {SNAPSHOT_VERSION}"
+            f"{path}: snapshot version {version.tolist()!r:.40}, expected {SNAPSHOT_VERSION}"
         )
+    if arrays["shape"].shape != (5,) or arrays["shape"].dtype.kind not in "iu":
+        raise DataError(f"{path}: not a state snapshot (bad shape record)")
+    if problem := _damage(arrays):
+        raise DataError(f"{path}: damaged state snapshot ({problem})")
     return arrays
+
+
+def _damage(a: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a snapshot's arrays, checked before any of them is applied."""
+    L, H, F, T, W = (int(v) for v in a["shape"])
+    names = a["names"]
+    if names.ndim != 1 or names.dtype.kind != "U":
+        return "names must be a 1-D array of strings"
+    n = len(names)
+    if len(set(names.tolist())) != n or any(not s for s in names.tolist()):
+        return "stream names must be distinct and non-empty"
+    want = {"window": (n, W, F), "pos": (n,), "seen": (n,), "offset": (n, F), "scale": (n, F)}
+    want |= {"forecast": (n, T), "last_ts": (n,), "last_used": (n,), "fit_scaler": (n,)}
+    want |= {"h": (L, n, H), "c": (L, n, H)}
+    for k, shape in want.items():
+        if a[k].shape != shape or a[k].dtype.kind not in "biuf":
+            return f"{k} is {a[k].dtype} {a[k].shape}, expected numbers of shape {shape}"
+    for k in ("window", "offset", "scale", "forecast", "h", "c"):
+        if not np.isfinite(a[k]).all():
+            return f"{k} holds NaN or infinity"
+    if not (a["scale"] > 0).all() or np.isnan(a["last_ts"]).any() or (a["pos"] < 0).any():
+        return "scale, last_ts or pos out of range"
+    for k, v in a.items():
+        if k.startswith("extra_") and (v.dtype.kind not in "biuf" or v.ndim < 1 or len(v) != n):
+            return f"{k} is {v.dtype} {v.shape}, expected {n} rows of numbers"
+    return None

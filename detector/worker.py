@@ -33,7 +33,7 @@ from detector.checkpoint import load_checkpoint
 from detector.codec import decode_batch
 from detector.config import WorkerConfig
 from detector.engine import STATUS, BatchResult, Engine
-from detector.errors import DetectorError
+from detector.errors import DataError, DetectorError
 from detector.kafka_io import StateStore, partition_key
 from detector.lifecycle import ModelLifecycle
 from detector.metrics import Metrics, observe_many
@@ -358,12 +358,12 @@ class Worker:
         states = self.state.read(tps)
         for tp in tps:
             saved = states.get(partition_key(tp))
-            if saved is None:  # never checkpointed: start from the group's offset, if any
+            names = self._restore_state(tp, saved) if saved is not None else None
+            if names is None:  # never checkpointed (or damaged): from the group's offset, if any
                 offset = self.consumer.committed(tp) or 0
                 self.consumer.seek(tp, offset)
                 log.info("no saved state for %s; from offset %d", partition_key(tp), offset)
                 continue
-            names = self.engine.restore(io.BytesIO(saved.data))
             self.owner.update(dict.fromkeys(names, tp))
             self.consumer.seek(tp, saved.offset)
             self.next_offset[tp] = saved.offset
@@ -375,3 +375,12 @@ class Worker:
             )
         self.assigned |= tps
         self.consumer.resume(*tps)
+
+    def _restore_state(self, tp: TopicPartition, saved) -> list[str] | None:
+        """The streams of a saved partition state, or None if the snapshot is refused: a damaged
+        state costs that partition's warm-up, never a crash loop of the whole worker."""
+        try:
+            return self.engine.restore(io.BytesIO(saved.data))
+        except DataError as exc:
+            log.error("state of %s refused, starting it afresh: %s", partition_key(tp), exc)
+            return None

@@ -48,3 +48,16 @@ def test_evicted_slots_are_reused_before_growing() -> None:
     st.evict(["a"])
     st.slots_for(_ids("c", "d", "e"))
     assert st.capacity == 4 and len(st) == 4
+
+
+def test_restored_streams_count_as_just_used_not_by_the_snapshots_clock(tmp_path) -> None:
+    old = _state(cap=4, max_streams=4)
+    for _ in range(50):  # the old process's batch counter runs far ahead
+        old.slots_for(_ids("a", "b"))
+    old.snapshot(tmp_path / "s.npz")
+    st = _state(cap=4, max_streams=4)
+    st.slots_for(_ids("x", "y"))
+    st.restore(tmp_path / "s.npz")
+    assert st.last_used[st.slot_of["a"]] == st.tick
+    _, _, evicted = st.slots_for(_ids("p", "q"))  # full: the least recent two must make room
+    assert sorted(evicted) == ["x", "y"]
