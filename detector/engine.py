@@ -373,14 +373,18 @@ class Engine:
         forecast: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         st, t = self.state, self.n_targets
-        err = (x[:, :t] - forecast) / st.scale[slots, :t]  # scaled units
+        err = np.subtract(x[:, :t], forecast)
+        err /= st.scale[slots, :t]  # scaled units
         score, contrib = self.scorer.score(slots, err)
-        all_missing = np.isnan(err).all(axis=1)
-        score[all_missing] = self.config.missing_score
         res.forecast[idx] = forecast
-        present = (~np.isnan(err)).sum(axis=1)
-        sq = np.nansum(err**2, axis=1)
-        res.error[idx] = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
+        missing = np.isnan(err)
+        if missing.any():
+            present = t - missing.sum(axis=1)
+            score[present == 0] = self.config.missing_score
+            sq = np.nansum(np.square(err), axis=1)
+            res.error[idx] = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
+        else:
+            res.error[idx] = np.sqrt(np.einsum("ij,ij->i", err, err) / t)
         return score, contrib
 
     def _impute(self, slots: np.ndarray, x: np.ndarray, forecast: np.ndarray) -> np.ndarray:

@@ -135,9 +135,10 @@ def bench_engine(
         tick[0] += 1
         engine.process(names, np.full(n, float(tick[0])), pool[tick[0] % len(pool)])
 
+    warmup = case.timesteps + engine.config.scorer.warmup + 4
     if progress:
-        progress(f"{case.shape} x {n:,}: warm-up ({case.timesteps + 2} waves)")
-    for _ in range(case.timesteps + 2):  # every stream primed and past the first steps
+        progress(f"{case.shape} x {n:,}: warm-up ({warmup} waves)")
+    for _ in range(warmup):  # every stream primed and its scorer past its own warm-up
         wave()
     bound = MatmulBound(engine.model, n, device)
     bound()

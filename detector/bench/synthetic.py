@@ -22,9 +22,15 @@ SHAPES: dict[str, tuple[int, int, int]] = {
 def synthetic_checkpoint(
     features: int, hidden: int = 64, layers: int = 2, timesteps: int = 32, seed: int = 0
 ) -> Checkpoint:
-    """A forecaster of ``features`` targets with random weights and identity scaling."""
+    """A forecaster of ``features`` targets with random weights and identity scaling, for
+    readings drawn i.i.d. from N(0, 1). Its validation residuals are measured on such readings,
+    as training would, so the scorer starts calibrated: most streams normal, as in service."""
     torch.manual_seed(seed)
     model = LSTMForecaster(ModelArgs(features, features, hidden, layers)).eval()
+    with torch.inference_mode():
+        windows = torch.randn(512, timesteps + 1, features)
+        residual = windows[:, -1] - model(windows[:, :-1])
+        residual_std = residual.std(dim=0).tolist()
     names = tuple(f"f{i}" for i in range(features))
     identity = Scaler("standard", np.zeros(features), np.ones(features))
     return Checkpoint(
@@ -35,6 +41,6 @@ def synthetic_checkpoint(
         {},
         identity,
         {"timesteps": timesteps},
-        {},
+        {"validation": {"residual_std_scaled": residual_std}},
         {"format_version": 1, "detector_version": "bench", "torch_version": torch.__version__},
     )
