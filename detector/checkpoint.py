@@ -113,6 +113,27 @@ def _read(path: Path) -> dict:
     return payload
 
 
+def _check_plain(payload: dict, scaling: dict, names: tuple, n_targets: int) -> None:
+    """The plain-data parts the engine reads later: a damaged one fails here, by name."""
+    if scaling["mode"] not in ("per_stream", "global"):
+        raise ValueError(f"scaling mode {scaling['mode']!r:.40} is not per_stream or global")
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ValueError("feature names must be distinct non-empty strings")
+    timesteps = payload["train_config"]["timesteps"]
+    if type(timesteps) is not int or timesteps < 1:
+        raise ValueError(
+            f"train_config.timesteps must be a positive integer, got {timesteps!r:.40}"
+        )
+    validation = payload["metrics"].get("validation", {})
+    std = validation.get("residual_std_scaled")
+    if std is not None and (
+        not isinstance(std, list)
+        or len(std) != n_targets
+        or not all(type(v) in (int, float) for v in std)
+    ):
+        raise ValueError(f"metrics.validation.residual_std_scaled must hold {n_targets} numbers")
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:
     """Load and validate a checkpoint; a bad one raises :class:`CheckpointError` saying why."""
     path = Path(path)
@@ -126,7 +147,8 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         default = Scaler.from_state(scaling["default"])
         targets = tuple(payload["features"]["targets"])
         covariates = tuple(payload["features"]["covariates"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        _check_plain(payload, scaling, targets + covariates, args.n_targets)
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: incompatible checkpoint: {reason}") from None
     if len(targets) != args.n_targets or len(targets) + len(covariates) != args.n_inputs:

@@ -16,6 +16,7 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `detector --version` stays fast and a broken optional part names itself.
     from detector import (
+        cli_bench,
         cli_evaluate,
         cli_inspect,
         cli_nab_score,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_evaluate.register(sub)
     cli_nab_score.register(sub)
     cli_inspect.register(sub)
+    cli_bench.register(sub)
     return parser
 
 

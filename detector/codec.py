@@ -12,6 +12,8 @@ Two formats, one per topic:
     little-endian float64 timestamp (epoch s), then ``n_features`` little-endian float32 values
     (NaN = missing reading).
 
+Either format: a value that is infinite or beyond float32 range is rejected (``non_finite``).
+
 :func:`decode_batch` never raises on bad input: each record comes back either decoded or as a
 :class:`Reject` carrying one of :data:`REJECT_REASONS` and a short ASCII detail.
 
@@ -70,6 +72,8 @@ MAX_FUTURE_S = 86_400.0
 MAX_STREAM_CHARS = 256
 MAX_DETAIL_CHARS = 200
 
+# Windows keep readings as float32: a larger JSON number would become infinite there.
+_F32_MAX = float(np.finfo(np.float32).max)
 _BINARY_HEAD = struct.Struct("<4sd")
 _JSON_NUMBER = frozenset({int, float, type(None)})
 
@@ -283,7 +287,11 @@ def _screen(index, streams, stamps, matrix, now, max_future_s, rejects) -> Decod
     """Checks shared by both formats, done on whole arrays; returns the surviving records."""
     checks = (  # in order of precedence: a record is rejected once, for its first failure
         ("bad_timestamp", ~np.isfinite(stamps), lambda r: f"ts {stamps[r]} is not finite"),
-        ("non_finite", np.isinf(matrix).any(axis=1), lambda r: "a value is infinite"),
+        (
+            "non_finite",
+            (np.abs(matrix) > _F32_MAX).any(axis=1),  # NaN compares False: it stays missing
+            lambda r: "a value is infinite or beyond float32 range",
+        ),
         (
             "future_timestamp",
             stamps > now + max_future_s,

@@ -122,6 +122,9 @@ class LoopConfig:
     finetune_interval_s: float = 0.0  # online fine-tuning on recent normal windows; 0 = off
     finetune_budget_s: float = 2.0  # CPU seconds one fine-tuning round may take
     max_future_s: float = 86_400.0  # readings further ahead of the wall clock are rejected
+    # torch intra-op threads on CPU. One leaves the other core to the Kafka client and the
+    # engine's bookkeeping; more helps only when the machine has cores to spare.
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
         _validate(self, "worker")
@@ -150,12 +153,12 @@ class WorkerConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
-        # One poll is one engine batch, and a batch's streams must all fit at once: a flood of
-        # new ids in one poll would otherwise raise in the engine (and again after a restart).
+        # One poll is one engine batch, and a batch cannot hold more streams than the cap.
         if self.engine.max_streams < self.kafka.max_poll_records:
             raise ValueError(
                 f"engine.max_streams ({self.engine.max_streams}) must be at least "
-                f"kafka.max_poll_records ({self.kafka.max_poll_records})"
+                f"kafka.max_poll_records ({self.kafka.max_poll_records}): a poll of that many "
+                "distinct streams would not fit"
             )
 
     def redacted(self) -> dict[str, Any]:
@@ -221,6 +224,7 @@ _RULES: list[tuple[Check, str]] = [
     (_positive, "worker.finetune_budget_s"),
     (_at_least(0), "worker.finetune_interval_s"),
     (_at_least(1), "kafka.max_poll_records engine.window engine.capacity engine.max_streams"),
+    (_at_least(1), "worker.torch_threads"),
     (_at_least(1), "engine.scorer.horizon engine.scorer.short engine.scorer.long"),
     (_at_least(0), "model.reload_check_s engine.scorer.warmup engine.scorer.prior"),
     (_at_least(0), "engine.alerts.top_k"),

@@ -5,7 +5,9 @@ stream and applies them in **waves**: wave k holds the k-th reading of every str
 so order within a stream holds while each wave is a handful of array operations over all its
 streams. Per wave:
 
-1. reject readings whose timestamp does not advance (duplicate or out of order);
+1. reject readings whose timestamp does not advance (duplicate or out of order) or is NaN or
+   infinite; a value that is infinite or beyond float32 range counts as missing (see
+   docs/input-handling.md);
 2. compare each reading with the forecast made one step earlier (**forecast before observe**)
    and score the error; impute missing values from that forecast;
 3. step the model one reading (one batched call), keep the new forecast and state;
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,13 +38,25 @@ from detector.alerts import AlertConfig, AlertEvent, AlertTracker
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
 from detector.errors import DataError, DetectorError
+from detector.fused_step import step_kernel
 from detector.scaling import Scaler
 from detector.scoring import ScorerConfig, make_scorer
 from detector.state import StreamState
 
 __all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
 
-STATUS = ("scored", "duplicate_timestamp", "out_of_order")  # code -> reason, per reading
+# code -> reason, per reading; bad_timestamp (NaN or infinite) shares the decoder's reason name
+STATUS = ("scored", "duplicate_timestamp", "out_of_order", "bad_timestamp")
+# Values beyond float32 range cannot be kept in the windows; the engine treats them as missing.
+_F32_MAX = float(np.finfo(np.float32).max)
+# Model inputs are clipped to this many scaled units: every gate is saturated long before, and a
+# larger value could overflow float32 in the LSTM's matmuls and leave NaN in the hidden state.
+_Z_MAX = 1e6
+_OVERLAP_MIN_STREAMS = 256  # below this a wave steps inline: a thread hand-off costs ~50 us
+
+
+def _done() -> None:
+    """The wait of a step that already finished."""
 
 
 @dataclass(frozen=True)
@@ -77,16 +92,21 @@ class BatchResult:
         return self.alert_id != ""
 
 
-def _waves(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order readings wave by wave; returns that order and each wave's start in it."""
-    n = len(inverse)
-    by_stream = np.argsort(inverse, kind="stable")  # each stream's readings, in arrival order
-    grouped = inverse[by_stream]
+def _waves(slots: np.ndarray) -> list[np.ndarray]:
+    """Split a batch into waves of distinct slots: wave k holds each stream's k-th reading, in
+    arrival order. The common batch (one reading per stream) is one wave and skips the sort."""
+    n = len(slots)
+    by_slot = np.argsort(slots, kind="stable")  # each stream's readings, in arrival order
+    grouped = slots[by_slot]
+    first = np.ones(n, bool)
+    first[1:] = grouped[1:] != grouped[:-1]
+    if first.all():
+        return [np.arange(n)]
     rank = np.empty(n, np.int64)
-    rank[by_stream] = np.arange(n) - np.searchsorted(grouped, grouped, side="left")
+    rank[by_slot] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
     order = np.lexsort((np.arange(n), rank))  # wave 0 first; arrival order within a wave
-    starts = np.searchsorted(rank[order], np.arange(rank.max() + 2 if n else 1))
-    return order, starts
+    starts = np.searchsorted(rank[order], np.arange(rank.max() + 2))
+    return [order[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 class Engine:
@@ -102,6 +122,14 @@ class Engine:
         self.ckpt = ckpt
         self.device = resolve_device(config.device)
         self.model = (model or ckpt.model).to(self.device).eval()
+        self._kernel = step_kernel(self.model)
+        # CPU: one thread that runs the model step while the caller scores (see _launch_step).
+        self._step_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="detector-step")
+            if self.device.type == "cpu"
+            else None
+        )
+        self._pinned = torch.empty(0)  # CUDA: staging for host-to-device copies
         self.n_targets = len(ckpt.targets)
         self.timesteps = int(ckpt.train_config["timesteps"])
         a = ckpt.model.args
@@ -132,6 +160,14 @@ class Engine:
         streams = np.asarray(streams, dtype=object)
         ts = np.asarray(timestamps, np.float64)
         x = np.asarray(values, np.float64)
+        if streams.shape != ts.shape or x.shape != (len(ts), self.state.n_inputs):
+            raise ValueError(  # before any state changes; the decoders never let this through
+                f"need streams (N,), timestamps (N,), values (N, {self.state.n_inputs}); got "
+                f"{streams.shape}, {ts.shape}, {x.shape}"
+            )
+        huge = np.abs(x) > _F32_MAX  # +-inf included; NaN compares False
+        if huge.any():
+            x = np.where(huge, np.nan, x)  # a copy: the caller's array is left alone
         n = len(ts)
         res = BatchResult(
             stream=streams,
@@ -145,15 +181,12 @@ class Engine:
         )
         if n == 0:
             return res
-        if self.config.idle_s is not None:
-            self.forget(self.state.idle_streams(float(ts.max()), self.config.idle_s))
-        names, inverse = np.unique(streams, return_inverse=True)
-        slots = self._slots(list(names))[inverse]  # (N,)
-        order, starts = _waves(inverse)
-        for k in range(len(starts) - 1):
-            idx = order[starts[k] : starts[k + 1]]
-            if len(idx):
-                self._wave(res, idx, slots[idx], ts[idx], x[idx])
+        finite = np.isfinite(ts)
+        if self.config.idle_s is not None and finite.any():
+            self.forget(self.state.idle_streams(float(ts[finite].max()), self.config.idle_s))
+        slots = self._slots(streams)  # (N,)
+        for idx in _waves(slots):
+            self._wave(res, idx, slots[idx], ts[idx], x[idx])
         return res
 
     # -- model swap ----------------------------------------------------------------------------
@@ -178,6 +211,7 @@ class Engine:
             )
         self.ckpt, self.timesteps = ckpt, timesteps
         self.model = (model or ckpt.model).to(self.device).eval()
+        self._kernel = step_kernel(self.model)
         st.layers, st.hidden = self.model.args.layers, self.model.args.hidden
         st.h = torch.zeros(st.layers, st.capacity, st.hidden, device=self.device)
         st.c = torch.zeros_like(st.h)
@@ -222,14 +256,24 @@ class Engine:
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
-            for k in owner.slabs:
-                if prefix + k not in extra:
+            for k, slab in owner.slabs.items():
+                got = extra.get(prefix + k)
+                if got is None or got.shape[1:] != slab.shape[1:]:
+                    self.forget([self.state.names[s] for s in slots])  # nothing half-restored
                     raise DataError(
-                        f"{path}: snapshot lacks {prefix + k}; other scorer or version?"
+                        f"{path}: snapshot lacks {prefix + k} of shape {slab.shape[1:]}; "
+                        "other scorer or version?"
                     )
+        for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
+            for k in owner.slabs:
                 owner.slabs[k][slots] = extra[prefix + k]
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
+
+    def bytes_per_stream(self) -> int:
+        """Slab memory of one stream: model state, window, scaler, scorer and alert state."""
+        slabs = sum(v.nbytes for o in (self.scorer, self.alerts) for v in o.slabs.values())
+        return self.state.bytes_per_stream() + slabs // self.scorer.capacity
 
     def _sync_capacity(self) -> None:
         if self.state.capacity > self.scorer.capacity:
@@ -237,16 +281,14 @@ class Engine:
             self.alerts.grow(self.state.capacity)
 
     # -- slots ---------------------------------------------------------------------------------
-    def _slots(self, names: list[str]) -> np.ndarray:
-        st = self.state
-        slots, new, evicted = st.assign(names)
+    def _slots(self, streams: np.ndarray) -> np.ndarray:
+        slots, fresh, evicted = self.state.slots_for(streams)
         self.evicted += len(evicted)
         self._sync_capacity()
-        if new.any():
-            fresh = slots[new]
+        if len(fresh):
             self.scorer.reset(fresh)
             self.alerts.reset(fresh)
-            self._init_scalers(fresh, [n for n, is_new in zip(names, new, strict=True) if is_new])
+            self._init_scalers(fresh, [self.state.names[s] for s in fresh.tolist()])
         return slots
 
     def _init_scalers(self, slots: np.ndarray, names: list[str]) -> None:
@@ -263,33 +305,49 @@ class Engine:
     ) -> None:
         st = self.state
         last = st.last_ts[slots]
-        res.status[idx[ts == last]] = 1
-        res.status[idx[ts < last]] = 2
         ok = ts > last
-        idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
-        if not len(idx):
-            return
+        bad = ~np.isfinite(ts)  # +inf would pass as "later" and block the stream for good
+        if bad.any():
+            ok &= ~bad
+        if not ok.all():
+            res.status[idx[ts == last]] = 1
+            res.status[idx[ts < last]] = 2
+            res.status[idx[bad]] = 3
+            idx, slots, ts, x = idx[ok], slots[ok], ts[ok], x[ok]
+            if not len(idx):
+                return
         if self.config.gap_s is not None:
-            gap = (ts - st.last_ts[slots] > self.config.gap_s) & (st.seen[slots] > 0)
+            gap = (ts - last[ok] > self.config.gap_s) & (st.seen[slots] > 0)
             st.seen[slots[gap]] = 0
         st.last_ts[slots] = ts
 
-        primed = st.seen[slots] >= self.timesteps
-        score = np.zeros(len(idx))
-        contrib = np.zeros((len(idx), self.n_targets))
-        forecast = self._unscale(slots, st.forecast[slots])  # (B, n_targets) original units
-        if primed.any():
-            score[primed], contrib[primed] = self._score(
-                res, idx[primed], slots[primed], x[primed], forecast[primed]
-            )
-        x_in = self._impute(slots, x, np.where(primed[:, None], forecast, np.nan))
+        # Steady state (every stream primed) takes the whole wave without masking copies.
+        seen = st.seen[slots]
+        primed = seen >= self.timesteps
+        every = primed.all()
+        if every:
+            forecast = self._unscale(slots, st.forecast[slots])  # (B, n_targets) original units
+        else:
+            forecast = np.full((len(idx), self.n_targets), np.nan)
+            forecast[primed] = self._unscale(slots[primed], st.forecast[slots[primed]])
+        x_in = self._impute(slots, x, forecast)
         st.push(slots, x_in)
-        st.seen[slots] += 1
-        if primed.any():
-            self._step(slots[primed], x_in[primed])
-        just = st.seen[slots] == self.timesteps
-        if just.any():
-            self._prime(slots[just])
+        st.seen[slots] = seen + 1
+        # The model steps the primed streams while this thread scores the wave: the scores need
+        # only the forecasts made one reading earlier, the step only the imputed readings.
+        finish_step = None
+        if every:
+            finish_step = self._launch_step(slots, x_in)
+            score, contrib = self._score(res, idx, slots, x, forecast)
+        else:
+            if primed.any():
+                finish_step = self._launch_step(slots[primed], x_in[primed])
+            score = np.zeros(len(idx))
+            contrib = np.zeros((len(idx), self.n_targets))
+            if primed.any():
+                score[primed], contrib[primed] = self._score(
+                    res, idx[primed], slots[primed], x[primed], forecast[primed]
+                )
         ids, opened, closed = self.alerts.update(slots, st.names, ts, score, contrib)
         res.score[idx] = score
         res.alert_id[idx] = ids
@@ -300,6 +358,11 @@ class Engine:
             )
         res.opened += opened
         res.closed += closed
+        if finish_step is not None:
+            finish_step()
+        just = seen + 1 == self.timesteps
+        if just.any():
+            self._prime(slots[just])
 
     def _score(
         self,
@@ -310,14 +373,18 @@ class Engine:
         forecast: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         st, t = self.state, self.n_targets
-        err = (x[:, :t] - forecast) / st.scale[slots, :t]  # scaled units
+        err = np.subtract(x[:, :t], forecast)
+        err /= st.scale[slots, :t]  # scaled units
         score, contrib = self.scorer.score(slots, err)
-        all_missing = np.isnan(err).all(axis=1)
-        score[all_missing] = self.config.missing_score
         res.forecast[idx] = forecast
-        present = (~np.isnan(err)).sum(axis=1)
-        sq = np.nansum(err**2, axis=1)
-        res.error[idx] = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
+        missing = np.isnan(err)
+        if missing.any():
+            present = t - missing.sum(axis=1)
+            score[present == 0] = self.config.missing_score
+            sq = np.nansum(np.square(err), axis=1)
+            res.error[idx] = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
+        else:
+            res.error[idx] = np.sqrt(np.einsum("ij,ij->i", err, err) / t)
         return score, contrib
 
     def _impute(self, slots: np.ndarray, x: np.ndarray, forecast: np.ndarray) -> np.ndarray:
@@ -337,20 +404,47 @@ class Engine:
             z = (raw - st.offset[slots, None]) / st.scale[slots, None]
         else:
             z = (raw - st.offset[slots]) / st.scale[slots]
-        return torch.from_numpy(z.astype(np.float32)).to(self.device)
+        np.clip(z, -_Z_MAX, _Z_MAX, out=z)
+        return self._to_device(z.astype(np.float32))
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """CPU: a view. CUDA: through a reused pinned buffer with a non-blocking copy; every use
+        is followed by reading a forecast back (a sync) before the buffer is written again."""
+        t = torch.from_numpy(array)
+        if self.device.type != "cuda":
+            return t
+        if self._pinned.numel() < t.numel():
+            self._pinned = torch.empty(max(t.numel(), 2 * self._pinned.numel()), pin_memory=True)
+        staged = self._pinned[: t.numel()].view(t.shape)
+        staged.copy_(t)
+        return staged.to(self.device, non_blocking=True)
 
     def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:
         t, st = self.n_targets, self.state
         return scaled.astype(np.float64) * st.scale[slots, :t] + st.offset[slots, :t]
 
-    def _step(self, slots: np.ndarray, x_raw: np.ndarray) -> None:
+    def _launch_step(self, slots: np.ndarray, x_raw: np.ndarray) -> Callable[[], None]:
+        """Start stepping ``slots`` with readings ``x_raw``; returns the call that waits for it.
+
+        On CUDA the kernels run asynchronously and the wait is the forecast's copy back; on CPU a
+        large wave steps on the engine's step thread (torch releases the GIL), a small one at
+        once, since handing it over would cost more than it hides.
+        """
+        x = self._scaled(slots, x_raw)
+        if self._step_thread is not None and len(slots) >= _OVERLAP_MIN_STREAMS:
+            return self._step_thread.submit(self._step, slots, x).result
+        self._step(slots, x)
+        return _done
+
+    def _step(self, slots: np.ndarray, x: torch.Tensor) -> None:
         st = self.state
-        idx = torch.as_tensor(slots, device=self.device)
-        h, c = st.h.index_select(1, idx), st.c.index_select(1, idx)  # (L, B, H)
-        forecast, (h, c) = self.model.step(self._scaled(slots, x_raw), (h, c))
-        st.h.index_copy_(1, idx, h)
-        st.c.index_copy_(1, idx, c)
-        st.forecast[slots] = forecast.cpu().numpy()
+        with torch.inference_mode():  # per thread: the step thread needs its own
+            idx = torch.as_tensor(slots, device=self.device)
+            h, c = st.h.index_select(1, idx), st.c.index_select(1, idx)  # (L, B, H), copies
+            forecast = self._kernel(x, h, c)  # updates h, c in place
+            st.h.index_copy_(1, idx, h)
+            st.c.index_copy_(1, idx, c)
+            st.forecast[slots] = forecast.cpu().numpy()
 
     def _prime(self, slots: np.ndarray) -> None:
         """Read each slot's last ``timesteps`` readings from a zero state (as in training)."""

@@ -19,10 +19,19 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-__all__ = ["PartitionState", "StateStore", "ensure_topics", "partition_key", "read_to_end"]
+__all__ = [
+    "PartitionState",
+    "StateStore",
+    "assemble",
+    "ensure_topics",
+    "partition_key",
+    "read_to_end",
+]
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 900_000  # under Kafka's default 1 MiB record limit, with room for headers
+MAX_CHUNKS = 10_000  # a snapshot of up to ~9 GB compressed; more is a damaged header
+MAX_STATE_BYTES = 1 << 33  # 8 GiB uncompressed: above any real partition's state (~3 KiB/stream)
 
 
 def partition_key(tp: TopicPartition) -> str:
@@ -99,35 +108,69 @@ class StateStore:
     ) -> dict[str, PartitionState]:
         """The latest complete snapshot of each partition in ``tps`` that has one."""
         wanted = {partition_key(tp) for tp in tps}
-        chunks: dict[tuple[str, str], dict[int, bytes]] = {}
-        latest: dict[str, tuple[str, int, int]] = {}  # key -> (gen, parts, offset), by log order
-        for record in read_to_end(self.bootstrap, self.topic, self.client_options, timeout_s):
-            key = record.key.decode().rsplit("#", 1)[0]
-            if key not in wanted:
-                continue
-            gen, part = _header(record.headers, "gen"), int(_header(record.headers, "part"))
-            parts, offset = (
-                int(_header(record.headers, "parts")),
-                int(_header(record.headers, "offset")),
-            )
+        records = read_to_end(self.bootstrap, self.topic, self.client_options, timeout_s)
+        return assemble(records, wanted)
+
+
+def _chunk(record) -> tuple[str, str, int, int, int] | None:
+    """(partition key, generation, part, parts, offset) of a state record; None if malformed."""
+    try:
+        key = record.key.decode().rsplit("#", 1)[0]
+        gen = _header(record.headers, "gen")
+        part, parts = int(_header(record.headers, "part")), int(_header(record.headers, "parts"))
+        offset = int(_header(record.headers, "offset"))
+    except (AttributeError, TypeError, ValueError):  # no key, not UTF-8, header not a number
+        return None
+    if not gen or not 0 <= part < parts <= MAX_CHUNKS or offset < 0 or record.value is None:
+        return None
+    return key, gen, part, parts, offset
+
+
+def assemble(
+    records: Iterable, wanted: set[str], max_bytes: int = MAX_STATE_BYTES
+) -> dict[str, PartitionState]:
+    """The latest complete snapshot per partition key in ``wanted``, from state records in log
+    order. A malformed record is skipped; a snapshot that is incomplete or does not decompress is
+    ignored with a warning (that partition then starts from its committed offset)."""
+    chunks: dict[tuple[str, str], dict[int, bytes]] = {}
+    latest: dict[str, tuple[str, int, int]] = {}  # key -> (gen, parts, offset), by log order
+    for record in records:
+        meta = _chunk(record)
+        if meta is None:
+            log.warning("state topic: malformed record skipped")
+            continue
+        key, gen, part, parts, offset = meta
+        if key in wanted:
             chunks.setdefault((key, gen), {})[part] = record.value
             latest[key] = (gen, parts, offset)
-        out = {}
-        for key, (gen, parts, offset) in latest.items():
-            got = chunks[(key, gen)]
-            if len(got) != parts:
-                log.warning(
-                    "state for %s: generation %s incomplete (%d/%d chunks); ignored",
-                    key,
-                    gen,
-                    len(got),
-                    parts,
-                )
-                continue
-            out[key] = PartitionState(
-                zlib.decompress(b"".join(got[i] for i in range(parts))), offset
+    out = {}
+    for key, (gen, parts, offset) in latest.items():
+        got = chunks[(key, gen)]
+        if sorted(got) != list(range(parts)):
+            log.warning(
+                "state for %s: generation %s incomplete (%d/%d chunks); ignored",
+                key,
+                gen,
+                len(got),
+                parts,
             )
-        return out
+            continue
+        try:
+            data = _inflate(b"".join(got[i] for i in range(parts)), max_bytes)
+        except (zlib.error, ValueError) as exc:
+            log.warning("state for %s: generation %s unreadable (%s); ignored", key, gen, exc)
+            continue
+        out[key] = PartitionState(data, offset)
+    return out
+
+
+def _inflate(blob: bytes, max_bytes: int) -> bytes:
+    """zlib-decompress at most ``max_bytes``: a damaged or hostile record cannot exhaust memory."""
+    d = zlib.decompressobj()
+    data = d.decompress(blob, max_bytes)
+    if d.unconsumed_tail or not d.eof:
+        raise ValueError(f"not one complete zlib stream of <= {max_bytes} bytes")
+    return data
 
 
 def read_to_end(

@@ -21,7 +21,7 @@ from detector.engine import STATUS
 
 __all__ = ["Metrics", "MetricsServer", "serve", "observe_many", "STAGES"]
 
-REASONS = tuple(REJECT_REASONS) + STATUS[1:]  # decode rejects, then the engine's
+REASONS = tuple(dict.fromkeys(REJECT_REASONS + STATUS[1:]))  # decode rejects, then the engine's
 STAGES = ("decode", "score", "publish", "checkpoint")
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400)
@@ -87,6 +87,12 @@ class Metrics:
         )
         for stage in STAGES:
             self.stage.labels(stage)
+        self.poll_to_alert = Histogram(
+            "detector_poll_to_alert_seconds",
+            "From a poll's records returned to their alerts handed to the producer",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.event_lag = Histogram(
             "detector_event_lag_seconds",
             "Scoring time minus the reading's event time",

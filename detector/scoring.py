@@ -111,24 +111,39 @@ class GaussianScorer(Scorer):
     def evidence(
         self, slots: np.ndarray, err: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tail probability, per-target squared z and degrees of freedom; updates the stats."""
-        s = self.slabs
-        mean, var = s["mean"][slots], s["var"][slots]  # (B, T)
-        present = ~np.isnan(err)
-        z = np.where(present, (np.nan_to_num(err) - mean) / np.sqrt(var), 0.0)  # (B, T)
-        dof = present.sum(axis=1)
-        p = chi2_tail((z**2).sum(axis=1), dof)
+        """Tail probability, per-target squared z and degrees of freedom; updates the stats.
+
+        Written with in-place operations on a few ``(B, n_targets)`` buffers: for wide vectors
+        (video embeddings) these passes are most of a wave's cost.
+        """
+        s, cfg = self.slabs, self.config
+        mean, var = s["mean"][slots], s["var"][slots]  # (B, T), gathered copies
+        missing = np.isnan(err)
+        sd = np.sqrt(var)
+        z = np.subtract(err, mean)
+        z /= sd
+        if missing.any():
+            z[missing] = 0.0
+            dof = err.shape[1] - missing.sum(axis=1)
+        else:
+            dof = np.full(len(err), err.shape[1])
+        z2 = np.square(z)
+        p = chi2_tail(z2.sum(axis=1), dof)
         # Update with the error clipped at `clip` sigmas, so one anomaly cannot inflate the
-        # variance enough to hide the next.
+        # variance enough to hide the next. A missing target's z is 0: no update.
         count = s["count"][slots] + 1
-        alpha = (1.0 / np.minimum(count + self.config.prior, self.config.horizon))[:, None]
-        clipped = mean + np.clip(z, -self.config.clip, self.config.clip) * np.sqrt(var)
-        delta = np.where(present, clipped - mean, 0.0)
-        s["mean"][slots] = mean + alpha * delta
-        s["var"][slots] = np.maximum((1 - alpha) * (var + alpha * delta**2), 1e-12)
-        s["count"][slots] = count
-        warm = (count > self.config.warmup) & (dof > 0)
-        return np.where(warm, p, 1.0), z**2, dof
+        alpha = (1.0 / np.minimum(count + cfg.prior, cfg.horizon))[:, None]
+        delta = np.clip(z, -cfg.clip, cfg.clip, out=z)
+        delta *= sd  # the clipped error minus the mean
+        mean += alpha * delta
+        np.square(delta, out=delta)
+        delta *= alpha
+        var += delta
+        var *= 1.0 - alpha
+        np.maximum(var, 1e-12, out=var)
+        s["mean"][slots], s["var"][slots], s["count"][slots] = mean, var, count
+        warm = (count > cfg.warmup) & (dof > 0)
+        return np.where(warm, p, 1.0), z2, dof
 
     def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p, z2, _ = self.evidence(slots, err)

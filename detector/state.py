@@ -117,44 +117,65 @@ class StreamState:
     def __len__(self) -> int:
         return len(self.slot_of)
 
-    def assign(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Slots for ``names`` (distinct), assigning new ones as needed.
+    def slots_for(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The slot of each reading's stream ``(N,)``, assigning slots to unseen streams.
 
-        Returns the slots, a mask of the streams that are new, and the ids evicted to make room.
+        ``streams`` may repeat. Returns the slots, the slots given to unseen streams (reset) and
+        the ids evicted to make room for them. Every stream of the batch counts as just used.
         """
-        slots = np.empty(len(names), np.int64)
-        new = np.zeros(len(names), bool)
-        evicted: list[str] = []
         self.tick += 1
-        for i, name in enumerate(names):  # one dict lookup per distinct stream, not per reading
-            slot = self.slot_of.get(name)
-            if slot is None:
-                slot, gone = self._new_slot()
-                evicted.extend(gone)
-                self.slot_of[name], self.names[slot] = slot, name
-                new[i] = True
-            slots[i] = slot
-            self.last_used[slot] = self.tick  # protects it from eviction within this batch
-        if new.any():
-            self.reset(slots[new])
-        return slots, new, evicted
+        get = self.slot_of.get
+        slots = np.fromiter((get(s, -1) for s in streams), np.int64, len(streams))
+        unseen = slots < 0
+        self.last_used[slots[~unseen]] = self.tick  # protects them from eviction below
+        if not unseen.any():
+            return slots, slots[:0], []
+        names = list(dict.fromkeys(streams[unseen].tolist()))  # distinct, first-seen order
+        fresh, evicted = self._take_slots(len(names))
+        for name, slot in zip(names, fresh.tolist(), strict=True):
+            self.slot_of[name], self.names[slot] = slot, name
+        self.last_used[fresh] = self.tick
+        self.reset(fresh)
+        get = self.slot_of.__getitem__
+        slots[unseen] = np.fromiter((get(s) for s in streams[unseen]), np.int64, unseen.sum())
+        return slots, fresh, evicted
 
-    def _new_slot(self) -> tuple[int, list[str]]:
-        if not self.free and self.capacity < self.max_streams:
-            self._allocate(min(2 * self.capacity, self.max_streams))
-        if self.free:
-            return self.free.pop(), []
-        # Full: evict the least recently used stream, never one this batch touches; streams
-        # still warming up go before primed ones, so a flood of new ids (a cardinality attack)
-        # churns through itself instead of pushing the established streams out.
-        key = self.last_used + (self.seen >= self._ring_len) * (self.tick + 1)
-        key[self.last_used == self.tick] = np.iinfo(np.int64).max
-        slot = int(np.argmin(key))
-        if self.last_used[slot] == self.tick:
-            raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
-        name = self.names[slot]
-        del self.slot_of[name]
-        return slot, [name]
+    def assign(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Slots for distinct ``names``; returns them, a mask of the new ones and the evicted."""
+        slots, fresh, evicted = self.slots_for(np.array(names, dtype=object))
+        return slots, np.isin(slots, fresh), evicted
+
+    def _take_slots(self, n: int) -> tuple[np.ndarray, list[str]]:
+        """``n`` free slots: growing the slabs while under ``max_streams``, then evicting the
+        least recently used streams, never one the current batch touches. One pass over the
+        recency slab per batch, not per stream, so a flood of new ids stays linear."""
+        short = n - len(self.free)
+        if short > 0 and self.capacity < self.max_streams:
+            size = self.capacity
+            while size - self.capacity + len(self.free) < n and size < self.max_streams:
+                size = min(2 * size, self.max_streams)
+            self._allocate(size)
+            short = n - len(self.free)
+        evicted: list[str] = []
+        if short > 0:
+            if short > self.capacity:
+                raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
+            # Streams still warming up go before primed ones, so a flood of new ids (a
+            # cardinality attack) churns through itself instead of evicting established streams.
+            recency = self.last_used + (self.seen >= self._ring_len) * (self.tick + 1)
+            recency[self.last_used >= self.tick] = np.iinfo(np.int64).max  # this batch's
+            recency[self.free] = np.iinfo(np.int64).max  # already free: not a victim
+            victims = np.argpartition(recency, short - 1)[:short]
+            if (self.last_used[victims] >= self.tick).any():
+                raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
+            for slot in victims.tolist():
+                name = self.names[slot]
+                del self.slot_of[name]
+                self.names[slot] = None
+                evicted.append(name)
+                self.free.append(slot)
+        taken = [self.free.pop() for _ in range(n)]
+        return np.array(taken, np.int64), evicted
 
     def evict(self, names: Sequence[str]) -> None:
         """Forget these streams and free their slots."""
@@ -237,9 +258,15 @@ class StreamState:
         if arrays["shape"].tolist() != expect:
             raise DataError(f"{path}: snapshot shape {arrays['shape'].tolist()} != state {expect}")
         names = [str(n) for n in arrays["names"]]
+        if len(names) > self.max_streams:  # assign() would fail half-way through
+            raise DataError(
+                f"{path}: {len(names)} streams, more than max_streams={self.max_streams}"
+            )
         slots, _, _ = self.assign(names)
         for k in _CPU_SLABS:
             getattr(self, k)[slots] = arrays[k]
+        # Recency is counted in this process's batches: the snapshot's ticks came from another.
+        self.last_used[slots] = self.tick
         idx = torch.as_tensor(slots, device=self.device)
         self.h[:, idx] = torch.from_numpy(arrays["h"]).to(self.device)
         self.c[:, idx] = torch.from_numpy(arrays["c"]).to(self.device)
@@ -258,8 +285,39 @@ def _read_snapshot(path: str | os.PathLike[str] | BinaryIO) -> dict[str, np.ndar
     missing = [k for k in (*_CPU_SLABS, "h", "c", "names", "version", "shape") if k not in arrays]
     if missing:
         raise DataError(f"{path}: not a state snapshot (missing {missing})")
-    if int(arrays["version"]) != SNAPSHOT_VERSION:
+    version = arrays["version"]
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) != SNAPSHOT_VERSION:
         raise DataError(
-            f"{path}: snapshot version {int(arrays['version'])}, expected {SNAPSHOT_VERSION}"
+            f"{path}: snapshot version {version.tolist()!r:.40}, expected {SNAPSHOT_VERSION}"
         )
+    if arrays["shape"].shape != (5,) or arrays["shape"].dtype.kind not in "iu":
+        raise DataError(f"{path}: not a state snapshot (bad shape record)")
+    if problem := _damage(arrays):
+        raise DataError(f"{path}: damaged state snapshot ({problem})")
     return arrays
+
+
+def _damage(a: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a snapshot's arrays, checked before any of them is applied."""
+    L, H, F, T, W = (int(v) for v in a["shape"])
+    names = a["names"]
+    if names.ndim != 1 or names.dtype.kind != "U":
+        return "names must be a 1-D array of strings"
+    n = len(names)
+    if len(set(names.tolist())) != n or any(not s for s in names.tolist()):
+        return "stream names must be distinct and non-empty"
+    want = {"window": (n, W, F), "pos": (n,), "seen": (n,), "offset": (n, F), "scale": (n, F)}
+    want |= {"forecast": (n, T), "last_ts": (n,), "last_used": (n,), "fit_scaler": (n,)}
+    want |= {"h": (L, n, H), "c": (L, n, H)}
+    for k, shape in want.items():
+        if a[k].shape != shape or a[k].dtype.kind not in "biuf":
+            return f"{k} is {a[k].dtype} {a[k].shape}, expected numbers of shape {shape}"
+    for k in ("window", "offset", "scale", "forecast", "h", "c"):
+        if not np.isfinite(a[k]).all():
+            return f"{k} holds NaN or infinity"
+    if not (a["scale"] > 0).all() or np.isnan(a["last_ts"]).any() or (a["pos"] < 0).any():
+        return "scale, last_ts or pos out of range"
+    for k, v in a.items():
+        if k.startswith("extra_") and (v.dtype.kind not in "biuf" or v.ndim < 1 or len(v) != n):
+            return f"{k} is {v.dtype} {v.shape}, expected {n} rows of numbers"
+    return None

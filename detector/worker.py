@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import orjson
+import torch
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
@@ -32,7 +33,7 @@ from detector.checkpoint import load_checkpoint
 from detector.codec import decode_batch
 from detector.config import WorkerConfig
 from detector.engine import STATUS, BatchResult, Engine
-from detector.errors import DetectorError
+from detector.errors import DataError, DetectorError
 from detector.kafka_io import StateStore, partition_key
 from detector.lifecycle import ModelLifecycle
 from detector.metrics import Metrics, observe_many
@@ -93,6 +94,8 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, registry: CollectorRegistry | None = None) -> None:
         self.config = config
+        if config.model.device == "cpu" or not torch.cuda.is_available():
+            torch.set_num_threads(config.worker.torch_threads)
         self.ckpt = load_checkpoint(config.model.path)
         # model.device says where the model runs; the engine runs it there.
         self.engine = Engine(
@@ -118,6 +121,7 @@ class Worker:
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.pending: list = []  # send futures since the last checkpoint
+        self.poll_to_alert_s = 0.0  # the last poll with records: returned -> alerts handed over
         self.committed_at: dict[TopicPartition, int] = {}  # last offset committed, per partition
         self.broker_trouble: str = ""  # why the last attempt failed; "" once one succeeds
         self._backoff = 0.0
@@ -227,6 +231,7 @@ class Worker:
     def poll_once(self) -> int:
         k = self.config.kafka
         polled = self.consumer.poll(timeout_ms=k.poll_timeout_ms, max_records=k.max_poll_records)
+        returned = time.perf_counter()
         self._rebalance()
         batches = {tp: batch for tp, batch in polled.items() if tp in self.assigned and batch}
         records = [r for batch in batches.values() for r in batch]
@@ -235,14 +240,16 @@ class Worker:
                 self._check_not_behind(tp, batch[0].offset)
             self.next_offset[tp] = batch[-1].offset + 1
         if records:
-            self._process(records)
+            self._process(records, [tp for tp, batch in batches.items() for _ in batch])
+            self.poll_to_alert_s = time.perf_counter() - returned
+            self.metrics.poll_to_alert.observe(self.poll_to_alert_s)
         now = time.monotonic()
         if now - self.last_checkpoint >= self.config.worker.checkpoint_interval_s:
             self.checkpoint()
         self.model.due(now)
         return len(records)
 
-    def _process(self, records: list) -> None:
+    def _process(self, records: list, partitions: list[TopicPartition]) -> None:
         k, m = self.config.kafka, self.metrics
         m.consumed.inc(len(records))
         m.batch.observe(len(records))
@@ -260,9 +267,9 @@ class Worker:
             self._dead_letter(records[rej.index], rej.reason, rej.detail)
         if len(decoded.index) == 0:
             return
-        names, first = np.unique(decoded.stream, return_index=True)
-        for name, i in zip(names.tolist(), decoded.index[first].tolist(), strict=True):
-            self.owner[name] = TopicPartition(records[i].topic, records[i].partition)
+        # Keyed producers keep a stream on one partition; the last record's partition wins.
+        tps = [partitions[i] for i in decoded.index.tolist()]
+        self.owner.update(zip(decoded.stream.tolist(), tps, strict=True))
         evicted = self.engine.evicted
         with m.stage.labels("score").time():
             res = self.engine.process(decoded.stream, decoded.timestamp, decoded.values)
@@ -459,14 +466,15 @@ class Worker:
         states = self.state.read(tps)
         for tp in tps:
             saved = states.get(partition_key(tp))
-            if saved is None:  # never checkpointed: start from the group's offset, if any
+            if saved is not None:
+                self._check_not_behind(tp, saved.offset)
+            names = self._restore_state(tp, saved) if saved is not None else None
+            if names is None:  # never checkpointed (or damaged): from the group's offset, if any
                 offset = self.consumer.committed(tp) or 0
                 self._check_not_behind(tp, offset)
                 self.consumer.seek(tp, offset)
                 log.info("no saved state for %s; from offset %d", partition_key(tp), offset)
                 continue
-            self._check_not_behind(tp, saved.offset)
-            names = self.engine.restore(io.BytesIO(saved.data))
             self.owner.update(dict.fromkeys(names, tp))
             self.consumer.seek(tp, saved.offset)
             self.next_offset[tp] = saved.offset
@@ -478,6 +486,15 @@ class Worker:
             )
         self.assigned |= tps
         self.consumer.resume(*tps)
+
+    def _restore_state(self, tp: TopicPartition, saved) -> list[str] | None:
+        """The streams of a saved partition state, or None if the snapshot is refused: a damaged
+        state costs that partition's warm-up, never a crash loop of the whole worker."""
+        try:
+            return self.engine.restore(io.BytesIO(saved.data))
+        except DataError as exc:
+            log.error("state of %s refused, starting it afresh: %s", partition_key(tp), exc)
+            return None
 
     def _check_not_behind(self, tp: TopicPartition, offset: int) -> None:
         """Resuming before an offset this worker committed means the broker forgot it."""

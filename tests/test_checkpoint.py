@@ -30,6 +30,19 @@ def test_round_trip_describes_itself(saved: Path) -> None:
     torch.testing.assert_close(ckpt.model(x), again.model(x))
 
 
+DAMAGED = {
+    "no_scaling_mode": lambda p: p["scaling"].pop("mode"),
+    "bad_scaling_mode": lambda p: p["scaling"].update(mode="sideways"),
+    "scaling_not_a_dict": lambda p: p.update(scaling=["mode"]),
+    "no_timesteps": lambda p: p["train_config"].pop("timesteps"),
+    "text_timesteps": lambda p: p["train_config"].update(timesteps="8"),
+    "residual_std_wrong_length": lambda p: p["metrics"]["validation"].update(
+        residual_std_scaled=[1.0]
+    ),
+    "feature_names_not_text": lambda p: p["features"].update(targets=[1, 2]),
+}
+
+
 def _corrupt(saved: Path, tmp: Path, how: str) -> Path:
     data = saved.read_bytes()
     bad = tmp / f"{how}.pt"
@@ -44,6 +57,10 @@ def _corrupt(saved: Path, tmp: Path, how: str) -> Path:
     elif how == "future":
         payload = torch.load(saved, weights_only=True)
         torch.save(payload | {"format_version": 99}, bad)
+    elif how in DAMAGED:  # plain-data parts the engine reads later (found by fuzz_checkpoint)
+        payload = torch.load(saved, weights_only=True)
+        DAMAGED[how](payload)
+        torch.save(payload, bad)
     elif how == "incompatible":
         payload = torch.load(saved, weights_only=True)
         payload["model_args"]["hidden"] = 16
@@ -60,6 +77,7 @@ def _corrupt(saved: Path, tmp: Path, how: str) -> Path:
         ("foreign", "not a detector checkpoint"),
         ("future", "format version 99"),
         ("incompatible", "incompatible checkpoint"),
+        *[(how, "incompatible checkpoint") for how in DAMAGED],
     ],
 )
 def test_bad_checkpoints_give_one_clear_error(saved, tmp_path, how, message) -> None:

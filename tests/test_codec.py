@@ -60,7 +60,7 @@ def _assert_accounted(out: Decoded, n: int, n_features: int = len(COLS)) -> None
 
 
 def test_json_round_trip_keeps_values_and_nan() -> None:
-    rows = [[1.0, 2.5, math.nan], [-3.25, 1e300, 0.0]]
+    rows = [[1.0, 2.5, math.nan], [-3.25, 3e38, 0.0]]
     values = [encode_json("pump-7", NOW - 10 + i, r) for i, r in enumerate(rows)]
     out = decode_batch([None, b"pump-7"], values, "json", COLS, now=NOW)
     _assert_accounted(out, 2)
@@ -158,6 +158,8 @@ REJECT_CASES = [
     ("non_numeric", "json", None, _json({**_GOOD, "values": [1, False, 3]})),
     ("non_numeric", "json", None, _json({**_GOOD, "values": "1,2,3"})),
     ("non_finite", "binary", b"s", encode_binary(NOW, [1.0, -math.inf, 3.0])),
+    ("non_finite", "json", None, _json({**_GOOD, "values": [1.0, 1e300, 3.0]})),
+    ("unparsable", "json", None, b'{"stream": "s", "ts": 1, "values": [1, 2, 1e999]}'),  # orjson
     ("future_timestamp", "json", None, _json({**_GOOD, "ts": NOW + 86_401})),
     ("future_timestamp", "binary", b"s", encode_binary(NOW + 86_401, [1.0, 2.0, 3.0])),
 ]
@@ -312,3 +314,35 @@ def test_binary_batch_is_read_by_one_frombuffer(monkeypatch: pytest.MonkeyPatch)
     values = [encode_binary(NOW, [1.0, 2.0, 3.0])] * 50
     out = decode_batch([b"s"] * 50, values, "binary", COLS, now=NOW)
     assert len(out) == 50 and calls == [1]
+
+
+_row3 = st.lists(_finite | st.just(math.nan), min_size=3, max_size=3)
+
+
+@FAST
+@given(_row3, st.floats(0, NOW), st.sampled_from(FORMATS), st.data())
+def test_truncated_or_extended_records_are_rejected_not_misread(row, ts, fmt, data) -> None:
+    whole = encode_json("s", ts, row) if fmt == "json" else encode_binary(ts, row)
+    cut = data.draw(st.integers(0, len(whole) - 1))
+    tail = data.draw(st.binary(min_size=1, max_size=12).filter(bytes.strip))  # JSON allows spaces
+    for value in (whole[:cut], whole + tail):
+        out = decode_batch([b"s"], [value], fmt, COLS, now=NOW)
+        assert len(out) == 0, value
+        assert out.rejects[0].reason in {"empty", "unparsable", "wrong_length"}
+
+
+@FAST
+@given(
+    _row3,
+    st.dictionaries(
+        st.text(max_size=10).filter(lambda k: k not in {"stream", "ts", "values"}),
+        _jsonish,
+        max_size=5,
+    ),
+)
+def test_unknown_fields_are_ignored(row, extra) -> None:
+    plain = {"stream": "s", "ts": NOW, "values": row}
+    a = decode_batch([None], [_json(plain)], "json", COLS, now=NOW)
+    b = decode_batch([None], [_json({**extra, **plain})], "json", COLS, now=NOW)
+    assert len(a) == len(b) == 1
+    np.testing.assert_array_equal(a.values, b.values)

@@ -1,0 +1,48 @@
+"""Run each atheris harness briefly, so CI keeps them working; longer runs are by hand (see the
+harness docstrings and docs/input-handling.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+RUNS = {  # a few seconds each; coverage-guided, so even short runs reach the reject paths
+    "fuzz_codec.py": 5000,
+    "fuzz_state_chunks.py": 5000,
+    "fuzz_snapshot.py": 400,
+    "fuzz_checkpoint.py": 300,
+    "fuzz_engine.py": 300,
+}
+
+pytestmark = [
+    pytest.mark.fuzz,
+    pytest.mark.skipif(
+        importlib.util.find_spec("atheris") is None,
+        reason="atheris is not installed (pip install -e '.[test]' brings it on CPython x86_64)",
+    ),
+]
+
+
+def test_every_harness_is_run() -> None:
+    assert sorted(p.name for p in HERE.glob("fuzz_*.py")) == sorted(RUNS)
+
+
+@pytest.mark.parametrize("harness", sorted(RUNS))
+def test_harness_finds_nothing(harness: str, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        str(HERE / harness),
+        f"-runs={RUNS[harness]}",
+        "-seed=1",
+        f"-artifact_prefix={tmp_path}/",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, errors="replace")
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, tail
+    assert f"Done {RUNS[harness]} runs" in proc.stderr, tail
+    assert not list(tmp_path.glob("crash-*")), tail
