@@ -166,7 +166,7 @@ class StreamState:
             recency[self.last_used >= self.tick] = np.iinfo(np.int64).max  # this batch's
             recency[self.free] = np.iinfo(np.int64).max  # already free: not a victim
             victims = np.argpartition(recency, short - 1)[:short]
-            if (self.last_used[victims] >= self.tick).any():
+            if (recency[victims] == np.iinfo(np.int64).max).any():  # only this batch's left
                 raise DataError(f"one batch holds more than max_streams={self.max_streams} streams")
             for slot in victims.tolist():
                 name = self.names[slot]
