@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from detector.alerts import AlertConfig, AlertTracker, alert_id
+from detector.alerts import AlertConfig, AlertTracker, alert_id, onset_scores
 
 
 def _drive(scores: list[float], **kw) -> tuple[list[str], list, list]:
@@ -47,3 +47,28 @@ def test_ids_are_deterministic_and_distinct() -> None:
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="close_at"):
         AlertConfig(open_at=0.3, close_at=0.5)
+
+
+def _onsets(scores: list[float], quiet: int) -> list[float]:
+    tracker = AlertTracker(AlertConfig(quiet=quiet), ("a",), capacity=2)
+    out = []
+    for t, s in enumerate(scores):  # stream 1 stays silent: onsets are per stream
+        tracker.update(
+            np.array([0, 1]),
+            ["pump", "fan"],
+            np.array([t, t], float),
+            np.array([s, 0.0]),
+            np.ones((2, 1)),
+        )
+        out.append(tracker.slabs["onset"][[0, 1]].tolist())
+    assert all(o[1] == 0.0 for o in out)
+    return [o[0] for o in out]
+
+
+def test_onset_reports_an_episode_once_until_it_grows_or_quiet_ends() -> None:
+    scores = [0.1, 0.6, 0.7, 0.5, 0.65, 0.2, 0.3, 0.4, 0.8]
+    # 0.6 and 0.7 are new highs; 0.5 and 0.65 stay under 0.7; quiet=4 ends after t=6
+    assert _onsets(scores, quiet=4) == [0.1, 0.6, 0.7, 0, 0, 0, 0, 0.4, 0.8]
+    assert _onsets(scores, quiet=0) == scores  # no quiet: every reading reports itself
+    for quiet in (0, 4, 100):
+        np.testing.assert_array_equal(onset_scores(np.array(scores), quiet), _onsets(scores, quiet))
