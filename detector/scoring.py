@@ -124,7 +124,7 @@ class ScorerConfig:
     tail: bool = True  # learn each stream's own tail beyond p = 1e-2 (see TailCalibration)
     tail_prior: int = 200  # weight, in readings, of the Gaussian tail as the initial tail rate
     tail_events: int = 5  # weight, in exceedances, of the Gaussian tail as the initial excess
-    tail_clip: float = 5.0  # an excess updates the tail as if at most this many mean excesses
+    tail_clip: float = 50.0  # an excess updates the tail as if at most this many mean excesses
 
 
 class Scorer(Slabs):
@@ -161,7 +161,9 @@ def calibrate_tail(
     ``m`` beyond it (EWMAs), and reads the tail as exponential, as peaks-over-threshold does:
     ``log10 p = log10 r - (y - _TAIL_AT) log10(e) / m``. For errors that are in fact Gaussian
     ``r = 1e-2`` and ``m = 1 / ln 10``, and this is the identity; those are the initial values.
-    Excesses update ``m`` clipped at ``clip * m``, so one anomaly cannot hide the next.
+    ``m`` forgets at the pace of ``horizon / 100`` exceedances, and an excess updates it clipped
+    at ``tail_clip * m``: loose enough to learn a tail 20 times the Gaussian one within a few
+    dozen exceedances, tight enough that one absurd reading cannot hide the next anomaly.
     """
     r, m, k = s["tail_rate"][slots], s["tail_excess"][slots], s["tail_n"][slots]
     lr = np.log10(r)
