@@ -6,7 +6,8 @@ below ``close_at`` (< ``open_at``: hysteresis) for ``clear_duration`` readings; 
 no new alert opens for ``cooldown`` readings. All of it is vectorised over slots.
 
 Beside the alert state, each reading gets an **onset score**: its score when that score is higher
-than every onset reported by its stream in the last ``quiet`` readings, else 0. An anomaly is thus
+than every onset reported by its stream in the current episode, else 0; an episode lasts while an
+alert is open and ``quiet`` readings after that or after its last onset. An anomaly is thus
 reported once, at its strongest new evidence, and the stream stays quiet while the same episode
 goes on; a benchmark that sweeps one threshold over per-reading scores and counts every extra
 detection as a false positive (NAB) reads this column. Alerts themselves follow the plain score.
@@ -38,7 +39,7 @@ class AlertConfig:
     clear_duration: int = 5  # consecutive normal readings needed to close
     cooldown: int = 0  # readings after a close during which no alert opens
     top_k: int = 3  # features named per alert
-    quiet: int = 250  # onset score: readings an onset silences lower scores for (0 = never)
+    quiet: int = 250  # onset score: readings after an episode's last onset or alert (0 = off)
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:
@@ -68,15 +69,15 @@ def alert_id(stream: str, start: float) -> str:
     return hashlib.sha1(f"{stream}|{start:.6f}".encode()).hexdigest()[:16]
 
 
-def onset_scores(score: np.ndarray, quiet: int) -> np.ndarray:
+def onset_scores(score: np.ndarray, config: AlertConfig) -> np.ndarray:
     """The onset scores of one stream's ``(n,)`` scores, as :class:`AlertTracker` gives them
     reading by reading (for detectors that do not run through the engine)."""
+    tracker = AlertTracker(config, ("x",), capacity=1)
+    slot, name, contrib = np.zeros(1, np.int64), ["x"], np.ones((1, 1))
     out = np.zeros(len(score))
-    peak, age = 0.0, quiet + 1
     for i, x in enumerate(np.asarray(score, np.float64).tolist()):
-        age += 1
-        if x > (peak if age <= quiet else 0.0):
-            out[i], peak, age = x, x, 0
+        tracker.update(slot, name, np.array([float(i)]), np.array([x]), contrib)
+        out[i] = tracker.slabs["onset"][0]
     return out
 
 
@@ -126,7 +127,7 @@ class AlertTracker(Slabs):
         run_start = np.where(hot & (s["above"][slots] == 0), ts, s["run_start"][slots])
         above = np.where(hot, s["above"][slots] + 1, 0)
         below = np.where(cold, s["below"][slots] + 1, 0)
-        active = s["active"][slots]
+        active = was_active = s["active"][slots]
         cooling = s["cooldown"][slots]
         opening = ~active & (above >= cfg.min_duration) & (cooling == 0)
         closing = active & (below >= cfg.clear_duration)
@@ -134,8 +135,8 @@ class AlertTracker(Slabs):
         cooldown = np.where(closing, cfg.cooldown, np.maximum(cooling - 1, 0))
         s["run_start"][slots], s["above"][slots], s["below"][slots] = run_start, above, below
         s["active"][slots], s["cooldown"][slots] = active, cooldown
+        self._onset(slots, score, was_active)
         s["last_score"][slots] = score
-        self._onset(slots, score)
 
         opened = [
             self._open(int(slots[i]), names[int(slots[i])], run_start[i])
@@ -152,10 +153,11 @@ class AlertTracker(Slabs):
             ids[i] = closed[-1].id
         return ids, opened, closed
 
-    def _onset(self, slots: np.ndarray, score: np.ndarray) -> None:
+    def _onset(self, slots: np.ndarray, score: np.ndarray, was_active: np.ndarray) -> None:
         s = self.slabs
-        age = s["onset_age"][slots] + 1
-        live = age <= self.config.quiet
+        # An episode lasts while its alert is open and `quiet` readings after its last onset.
+        age = np.where(was_active, 0, s["onset_age"][slots] + 1)
+        live = (age <= self.config.quiet) & (self.config.quiet > 0)
         new = score > np.where(live, s["onset_peak"][slots], 0.0)
         s["onset"][slots] = np.where(new, score, 0.0)
         s["onset_peak"][slots] = np.where(new, score, s["onset_peak"][slots])

@@ -107,7 +107,7 @@ def _zscore_streams(
     for s in series:
         z = rolling_zscore(s.select(list(ckpt.targets)), spec.zscore_window)
         score = surprise_log10(np.minimum(0.0, np.log10(2.0) + log10_normal_tail(z)))
-        onset = onset_scores(score, spec.engine.alerts.quiet)
+        onset = onset_scores(score, spec.engine.alerts)
         out.append(StreamScores(score, score >= spec.engine.alerts.open_at, onset=onset))
     return out
 

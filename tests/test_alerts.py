@@ -49,8 +49,8 @@ def test_bad_config() -> None:
         AlertConfig(open_at=0.3, close_at=0.5)
 
 
-def _onsets(scores: list[float], quiet: int) -> list[float]:
-    tracker = AlertTracker(AlertConfig(quiet=quiet), ("a",), capacity=2)
+def _onsets(scores: list[float], **kw) -> list[float]:
+    tracker = AlertTracker(AlertConfig(**kw), ("a",), capacity=2)
     out = []
     for t, s in enumerate(scores):  # stream 1 stays silent: onsets are per stream
         tracker.update(
@@ -62,13 +62,22 @@ def _onsets(scores: list[float], quiet: int) -> list[float]:
         )
         out.append(tracker.slabs["onset"][[0, 1]].tolist())
     assert all(o[1] == 0.0 for o in out)
-    return [o[0] for o in out]
+    np.testing.assert_array_equal(
+        onset_scores(np.array(scores), AlertConfig(**kw)), out_0 := [o[0] for o in out]
+    )
+    return out_0
 
 
 def test_onset_reports_an_episode_once_until_it_grows_or_quiet_ends() -> None:
-    scores = [0.1, 0.6, 0.7, 0.5, 0.65, 0.2, 0.3, 0.4, 0.8]
-    # 0.6 and 0.7 are new highs; 0.5 and 0.65 stay under 0.7; quiet=4 ends after t=6
-    assert _onsets(scores, quiet=4) == [0.1, 0.6, 0.7, 0, 0, 0, 0, 0.4, 0.8]
-    assert _onsets(scores, quiet=0) == scores  # no quiet: every reading reports itself
-    for quiet in (0, 4, 100):
-        np.testing.assert_array_equal(onset_scores(np.array(scores), quiet), _onsets(scores, quiet))
+    scores = [0.1, 0.6, 0.7, 0.5, 0.65, 0.2, 0.3, 0.4, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1, 0.45]
+    # 0.6, 0.7, 0.8 are new highs; the rest stay under them until quiet=4 readings pass after
+    # the alert opened at 0.8 closes (t=9)
+    expect = [0.1, 0.6, 0.7, 0, 0, 0, 0, 0, 0.8, 0, 0, 0, 0, 0, 0.45]
+    assert _onsets(scores, quiet=4, clear_duration=1) == expect
+    assert _onsets(scores, quiet=0) == scores  # quiet 0: every reading reports itself
+
+
+def test_onset_stays_quiet_while_the_alert_is_open() -> None:
+    scores = [0.6, 0.4, 0.4, 0.4, 0.4, 0.55] + [0.1] * 7 + [0.2]
+    # the alert holds (0.4 >= close_at) long past quiet=2, and closes at t=10
+    assert _onsets(scores, quiet=2, clear_duration=5) == [0.6] + [0] * 12 + [0.2]
