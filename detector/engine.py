@@ -314,7 +314,8 @@ class Engine:
     ) -> tuple[np.ndarray, np.ndarray]:
         st, t = self.state, self.n_targets
         err = (x[:, :t] - forecast) / st.scale[slots, :t]  # scaled units
-        score, contrib = self.scorer.score(slots, err)
+        level = (x[:, :t] - st.offset[slots, :t]) / st.scale[slots, :t]  # scaled readings
+        score, contrib = self.scorer.score(slots, err, level)
         all_missing = np.isnan(err).all(axis=1)
         score[all_missing] = self.config.missing_score
         res.forecast[idx] = forecast

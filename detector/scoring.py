@@ -125,6 +125,7 @@ class ScorerConfig:
     tail_prior: int = 200  # weight, in readings, of the Gaussian tail as the initial tail rate
     tail_events: int = 5  # weight, in exceedances, of the Gaussian tail as the initial excess
     tail_clip: float = 50.0  # an excess updates the tail as if at most this many mean excesses
+    level: bool = True  # also score how far the reading itself is from the stream's usual level
 
 
 class Scorer(Slabs):
@@ -137,8 +138,12 @@ class Scorer(Slabs):
         self.error_std = np.maximum(np.asarray(error_std, np.float64), 1e-6)  # (n_targets,)
         self.grow(capacity)
 
-    def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score ``(B, n_targets)`` scaled forecast errors (NaN = missing) of distinct slots.
+    def score(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score ``(B, n_targets)`` scaled forecast errors (NaN = missing) of distinct slots;
+        ``level`` is the readings themselves in the stream's scaled units (used with
+        ``config.level``).
 
         Returns ``score (B,)`` in [0, 1] and ``contrib (B, n_targets)``, each target's share of
         the evidence (rows sum to 1, or 0 when there is none).
@@ -191,35 +196,58 @@ class GaussianScorer(Scorer):
             "tail_rate": np.full(n, 10.0**-_TAIL_AT),
             "tail_excess": np.full(n, _LOG10_E),
             "tail_n": np.zeros(n, np.int64),
+            "level_mean": np.zeros((n, t)),  # the reading's usual level, scaled units
+            "level_var": np.ones((n, t)),  # the scaler makes training readings N(0, 1)
         }
 
+    def _gaussian(
+        self, slots: np.ndarray, x: np.ndarray, key: str, alpha: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``log10`` chi-square tail of ``x (B, T)`` against the EWMA ``key`` mean/variance,
+        squared z and degrees of freedom; then updates the statistics at rate ``alpha (B,)``."""
+        s, clip = self.slabs, self.config.clip
+        mean, var = s[key + "mean"][slots], s[key + "var"][slots]  # (B, T)
+        present = ~np.isnan(x)
+        z = np.where(present, (np.nan_to_num(x) - mean) / np.sqrt(var), 0.0)  # (B, T)
+        dof = present.sum(axis=1)
+        log10_p = log10_chi2_tail((z**2).sum(axis=1), dof)
+        # Update with the value clipped at `clip` sigmas, so one anomaly cannot inflate the
+        # variance enough to hide the next.
+        delta = np.where(present, np.clip(z, -clip, clip) * np.sqrt(var), 0.0)
+        a = alpha[:, None]
+        s[key + "mean"][slots] = mean + a * delta
+        s[key + "var"][slots] = np.maximum((1 - a) * (var + a * delta**2), 1e-12)
+        return log10_p, z**2, dof
+
     def evidence(
-        self, slots: np.ndarray, err: np.ndarray
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``log10`` tail probability, per-target squared z and degrees of freedom; updates the
         statistics."""
-        s = self.slabs
-        mean, var = s["mean"][slots], s["var"][slots]  # (B, T)
-        present = ~np.isnan(err)
-        z = np.where(present, (np.nan_to_num(err) - mean) / np.sqrt(var), 0.0)  # (B, T)
-        dof = present.sum(axis=1)
-        log10_p = log10_chi2_tail((z**2).sum(axis=1), dof)
-        # Update with the error clipped at `clip` sigmas, so one anomaly cannot inflate the
-        # variance enough to hide the next.
+        cfg, s = self.config, self.slabs
         count = s["count"][slots] + 1
-        alpha = (1.0 / np.minimum(count + self.config.prior, self.config.horizon))[:, None]
-        clipped = mean + np.clip(z, -self.config.clip, self.config.clip) * np.sqrt(var)
-        delta = np.where(present, clipped - mean, 0.0)
-        s["mean"][slots] = mean + alpha * delta
-        s["var"][slots] = np.maximum((1 - alpha) * (var + alpha * delta**2), 1e-12)
+        alpha = 1.0 / np.minimum(count + cfg.prior, cfg.horizon)
+        log10_p, z2, dof = self._gaussian(slots, err, "", alpha)
         s["count"][slots] = count
-        if self.config.tail:
-            log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, self.config)
-        warm = (count > self.config.warmup) & (dof > 0)
-        return np.where(warm, log10_p, 0.0), z**2, dof
+        if cfg.tail:
+            log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
+        if cfg.level and level is not None:
+            # The level follows drift at the slow pace of `horizon` and has no learnt tail: a
+            # sustained shift (a closed valve) keeps its evidence while it lasts. Two tests,
+            # one answer: the smaller p, as likely as the smaller of two uniform p (Sidak).
+            lp, lz2, _ = self._gaussian(
+                slots, level, "level_", np.full(len(slots), 1 / cfg.horizon)
+            )
+            least = np.minimum(log10_p, lp)
+            log10_p = least + np.log10(2.0 - 10.0**least)  # P[min of two p <= p] = p (2 - p)
+            z2 = z2 + lz2
+        warm = (count > cfg.warmup) & (dof > 0)
+        return np.where(warm, log10_p, 0.0), z2, dof
 
-    def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        log10_p, z2, _ = self.evidence(slots, err)
+    def score(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        log10_p, z2, _ = self.evidence(slots, err, level)
         return surprise_log10(log10_p), _shares(z2)
 
 
@@ -233,8 +261,10 @@ class LikelihoodScorer(GaussianScorer):
             "steps": np.zeros(n, np.int64),
         }
 
-    def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        log10_p, z2, _ = self.evidence(slots, err)
+    def score(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        log10_p, z2, _ = self.evidence(slots, err, level)
         s, cfg = self.slabs, self.config
         steps = s["steps"][slots]
         # As a standard normal quantile the per-reading evidence is N(0, 1) on normal data, so

@@ -109,3 +109,23 @@ def test_tail_calibration_is_the_identity_on_gaussian_errors() -> None:
     scorer = make_scorer(cfg, np.ones(1), 1)
     untailed = np.array([scorer.score(np.zeros(1, np.int64), e)[0][0] for e in errs])
     assert np.abs(scores[500:, 0] - untailed[500:]).mean() < 0.02
+
+
+def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -> None:
+    # The forecaster tracks the shift (small errors), but the readings sit 8 sigmas off their
+    # usual level: the level evidence keeps the score up while the forecast error says nothing.
+    # (The level follows drift at the pace of `horizon`, so a shift is absorbed in the end.)
+    rng = np.random.default_rng(6)
+    errs = rng.normal(0, 1, (1000, 1, 2))
+    level = rng.normal(0, 1, (1000, 1, 2))
+    level[600:900, 0, 0] += 8.0
+    scores = {}
+    for on in (True, False):
+        scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "level": on}), np.ones(2), 1)
+        slot = np.zeros(1, np.int64)
+        scores[on] = np.array(
+            [scorer.score(slot, e, x)[0][0] for e, x in zip(errs, level, strict=True)]
+        )
+    assert np.mean(scores[True][600:650] >= 0.5) > 0.9
+    assert np.mean(scores[False][600:650] >= 0.5) < 0.05
+    assert np.mean(scores[True][100:600] >= 0.5) < 0.01
