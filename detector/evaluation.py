@@ -12,7 +12,9 @@ Every detector, ours and the baselines, is measured in the same run on the same 
 the LSTM through the engine; a persistence forecast through the same engine and scorer; a
 rolling z-score with no model. Decisions are the engine's label-free alerts (baselines: the same
 ``open_at`` on the same score scale); NAB scores are reported both for those decisions and at the
-corpus-optimal threshold, as NAB's scoreboard does.
+corpus-optimal threshold, as NAB's scoreboard does. The threshold sweep reads each detector's onset
+score (:mod:`detector.alerts`; the rolling z-score gets the same episode logic), since NAB counts
+every detection after the first in an episode as a false positive.
 """
 
 from __future__ import annotations
