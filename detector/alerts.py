@@ -5,6 +5,13 @@ consecutive readings (and no cool-down is running); it **closes** when the score
 below ``close_at`` (< ``open_at``: hysteresis) for ``clear_duration`` readings; after closing,
 no new alert opens for ``cooldown`` readings. All of it is vectorised over slots.
 
+Beside the alert state, each reading gets an **onset score**: its score when that score is higher
+than every onset reported by its stream in the current episode, else 0; an episode lasts while an
+alert is open and ``quiet`` readings after that or after its last onset. An anomaly is thus
+reported once, at its strongest new evidence, and the stream stays quiet while the same episode
+goes on; a benchmark that sweeps one threshold over per-reading scores and counts every extra
+detection as a false positive (NAB) reads this column. Alerts themselves follow the plain score.
+
 An alert's id is derived from its stream and the event time of its first anomalous reading
 (``sha1``), so replaying the same readings gives the same ids and downstream can de-duplicate.
 """
@@ -19,7 +26,7 @@ import numpy as np
 
 from detector.slabs import Slabs
 
-__all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id"]
+__all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id", "onset_scores"]
 
 
 @dataclass(frozen=True)
@@ -32,14 +39,17 @@ class AlertConfig:
     clear_duration: int = 5  # consecutive normal readings needed to close
     cooldown: int = 0  # readings after a close during which no alert opens
     top_k: int = 3  # features named per alert
+    quiet: int = 250  # onset score: readings after an episode's last onset or alert (0 = off)
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:
             raise ValueError(
                 f"need 0 <= close_at ({self.close_at}) <= open_at ({self.open_at}) <= 1"
             )
-        if self.min_duration < 1 or self.clear_duration < 1 or self.cooldown < 0:
-            raise ValueError("min_duration and clear_duration must be >= 1, cooldown >= 0")
+        if self.min_duration < 1 or self.clear_duration < 1 or min(self.cooldown, self.quiet) < 0:
+            raise ValueError(
+                "min_duration and clear_duration must be >= 1, cooldown and quiet >= 0"
+            )
 
 
 @dataclass
@@ -57,6 +67,18 @@ class AlertEvent:
 def alert_id(stream: str, start: float) -> str:
     """Deterministic id of the alert of ``stream`` starting at event time ``start``."""
     return hashlib.sha1(f"{stream}|{start:.6f}".encode()).hexdigest()[:16]
+
+
+def onset_scores(score: np.ndarray, config: AlertConfig) -> np.ndarray:
+    """The onset scores of one stream's ``(n,)`` scores, as :class:`AlertTracker` gives them
+    reading by reading (for detectors that do not run through the engine)."""
+    tracker = AlertTracker(config, ("x",), capacity=1)
+    slot, name, contrib = np.zeros(1, np.int64), ["x"], np.ones((1, 1))
+    out = np.zeros(len(score))
+    for i, x in enumerate(np.asarray(score, np.float64).tolist()):
+        tracker.update(slot, name, np.array([float(i)]), np.array([x]), contrib)
+        out[i] = tracker.slabs["onset"][0]
+    return out
 
 
 class AlertTracker(Slabs):
@@ -80,6 +102,9 @@ class AlertTracker(Slabs):
             "alert_peak": np.zeros(n),
             "alert_top": np.full((n, self.config.top_k), -1, np.int64),
             "last_score": np.zeros(n),  # the latest score, for the top-K streams gauge
+            "onset_peak": np.zeros(n),  # the highest onset reported in the last `quiet` readings
+            "onset_age": np.full(n, np.iinfo(np.int64).max // 2),  # readings since that onset
+            "onset": np.zeros(n),  # the latest reading's onset score
         }
 
     def reset(self, slots: np.ndarray) -> list[AlertEvent]:
@@ -106,7 +131,7 @@ class AlertTracker(Slabs):
         run_start = np.where(hot & (s["above"][slots] == 0), ts, s["run_start"][slots])
         above = np.where(hot, s["above"][slots] + 1, 0)
         below = np.where(cold, s["below"][slots] + 1, 0)
-        active = s["active"][slots]
+        active = was_active = s["active"][slots]
         cooling = s["cooldown"][slots]
         opening = ~active & (above >= cfg.min_duration) & (cooling == 0)
         closing = active & (below >= cfg.clear_duration)
@@ -114,6 +139,7 @@ class AlertTracker(Slabs):
         cooldown = np.where(closing, cfg.cooldown, np.maximum(cooling - 1, 0))
         s["run_start"][slots], s["above"][slots], s["below"][slots] = run_start, above, below
         s["active"][slots], s["cooldown"][slots] = active, cooldown
+        self._onset(slots, score, was_active)
         s["last_score"][slots] = score
 
         opened = [
@@ -133,6 +159,16 @@ class AlertTracker(Slabs):
             closed.append(self._close(int(slots[i]), ts[i]))
             ids[i] = closed[-1].id
         return ids, opened, closed
+
+    def _onset(self, slots: np.ndarray, score: np.ndarray, was_active: np.ndarray) -> None:
+        s = self.slabs
+        # An episode lasts while its alert is open and `quiet` readings after its last onset.
+        age = np.where(was_active, 0, s["onset_age"][slots] + 1)
+        live = (age <= self.config.quiet) & (self.config.quiet > 0)
+        new = score > np.where(live, s["onset_peak"][slots], 0.0)
+        s["onset"][slots] = np.where(new, score, 0.0)
+        s["onset_peak"][slots] = np.where(new, score, s["onset_peak"][slots])
+        s["onset_age"][slots] = np.where(new, 0, age)
 
     def _open(self, slot: int, name: str, start: float) -> AlertEvent:
         event = AlertEvent(alert_id(name, float(start)), name, float(start))

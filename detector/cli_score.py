@@ -89,6 +89,7 @@ def score_feed(engine: Engine, feed: Feed, batch_size: int, progress: bool = Tru
                 "error",
                 "forecast",
                 "score",
+                "onset",
                 "alert_id",
                 "top_features",
             )

@@ -82,6 +82,7 @@ class BatchResult:
     error: np.ndarray  # (N,) RMS forecast error over present targets, scaled units; NaN in warm-up
     forecast: np.ndarray  # (N, n_targets) the forecast of this reading, original units
     score: np.ndarray  # (N,) in [0, 1]; 0 (neutral) during warm-up
+    onset: np.ndarray  # (N,) the score where it starts an anomaly episode, else 0 (see alerts)
     alert_id: np.ndarray  # (N,) id of the alert the reading belongs to, "" if none
     top_features: np.ndarray  # (N,) "a;b" for readings in an alert, "" otherwise
     opened: list[AlertEvent] = field(default_factory=list)
@@ -176,6 +177,7 @@ class Engine:
             error=np.full(n, np.nan),
             forecast=np.full((n, self.n_targets), np.nan),
             score=np.zeros(n),
+            onset=np.zeros(n),
             alert_id=np.full(n, "", dtype=object),
             top_features=np.full(n, "", dtype=object),
         )
@@ -350,6 +352,7 @@ class Engine:
                 )
         ids, opened, closed = self.alerts.update(slots, st.names, ts, score, contrib)
         res.score[idx] = score
+        res.onset[idx] = self.alerts.slabs["onset"][slots]
         res.alert_id[idx] = ids
         for i in np.flatnonzero(ids != ""):
             top = np.argsort(-contrib[i], kind="stable")[: self.config.alerts.top_k]
@@ -375,7 +378,8 @@ class Engine:
         st, t = self.state, self.n_targets
         err = np.subtract(x[:, :t], forecast)
         err /= st.scale[slots, :t]  # scaled units
-        score, contrib = self.scorer.score(slots, err)
+        level = (x[:, :t] - st.offset[slots, :t]) / st.scale[slots, :t]  # scaled readings
+        score, contrib = self.scorer.score(slots, err, level)
         res.forecast[idx] = forecast
         missing = np.isnan(err)
         if missing.any():

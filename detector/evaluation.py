@@ -12,7 +12,9 @@ Every detector, ours and the baselines, is measured in the same run on the same 
 the LSTM through the engine; a persistence forecast through the same engine and scorer; a
 rolling z-score with no model. Decisions are the engine's label-free alerts (baselines: the same
 ``open_at`` on the same score scale); NAB scores are reported both for those decisions and at the
-corpus-optimal threshold, as NAB's scoreboard does.
+corpus-optimal threshold, as NAB's scoreboard does. The threshold sweep reads each detector's onset
+score (:mod:`detector.alerts`; the rolling z-score gets the same episode logic), since NAB counts
+every detection after the first in an episode as a false positive.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.alerts import onset_scores
 from detector.baselines import PersistenceForecaster, rolling_zscore
 from detector.checkpoint import Checkpoint
 from detector.detection_metrics import evaluate_streams, events
 from detector.engine import Engine, EngineConfig
 from detector.feed import interleave
 from detector.nab_scoring import NabFile, nab_report, nab_report_detections, probation_length
-from detector.scoring import normal_tail, surprise
+from detector.scoring import log10_normal_tail, surprise_log10
 from detector.series import Series
 from detector.training import TrainConfig, train
 
@@ -54,6 +57,7 @@ class StreamScores:
     score: np.ndarray  # (n,) in [0, 1]
     flag: np.ndarray  # (n,) label-free decision
     forecast: np.ndarray | None = None  # (n, n_targets) original units, NaN in warm-up
+    onset: np.ndarray | None = None  # (n,) onset scores (see detector.alerts); None = score
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,10 @@ def score_streams(
     feed = interleave(series, ckpt.inputs)
     out = [
         StreamScores(
-            np.zeros(len(s)), np.zeros(len(s), bool), np.full((len(s), len(ckpt.targets)), np.nan)
+            np.zeros(len(s)),
+            np.zeros(len(s), bool),
+            np.full((len(s), len(ckpt.targets)), np.nan),
+            np.zeros(len(s)),
         )
         for s in series
     ]
@@ -91,6 +98,7 @@ def score_streams(
             out[k].score[rows] = res.score[mine]
             out[k].flag[rows] = res.alert[mine]
             out[k].forecast[rows] = res.forecast[mine]
+            out[k].onset[rows] = res.onset[mine]
     return out
 
 
@@ -100,8 +108,9 @@ def _zscore_streams(
     out = []
     for s in series:
         z = rolling_zscore(s.select(list(ckpt.targets)), spec.zscore_window)
-        score = surprise(np.minimum(1.0, 2.0 * normal_tail(z)))
-        out.append(StreamScores(score, score >= spec.engine.alerts.open_at))
+        score = surprise_log10(np.minimum(0.0, np.log10(2.0) + log10_normal_tail(z)))
+        onset = onset_scores(score, spec.engine.alerts)
+        out.append(StreamScores(score, score >= spec.engine.alerts.open_at, onset=onset))
     return out
 
 
@@ -165,7 +174,10 @@ def _nab_files(
             spans = windows[k]
         else:
             spans = [(s.timestamps[a], s.timestamps[b - 1]) for a, b in events(s.labels)]
-        values = out[k].flag.astype(float) if use_flags else out[k].score
+        if use_flags:
+            values = out[k].flag.astype(float)
+        else:
+            values = out[k].score if out[k].onset is None else out[k].onset
         files.append(NabFile(s.name, s.timestamps, values, spans))
     return files
 

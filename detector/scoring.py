@@ -1,9 +1,12 @@
 """Prediction error → anomaly score in [0, 1], batched over streams.
 
 **One score scale.** Every scorer turns its evidence into a tail probability ``p`` (how often
-normal data would look at least this unusual) and reports ``score = min(1, -log10(p) / 10)``:
-a score of 0.5 means "once in 10^5 normal readings", 1.0 means "once in 10^10 or rarer", and 0
-is the neutral score given during warm-up. Thresholds, dashboards and alert rules therefore keep
+normal data would look at least this unusual) and reports ``score = -log10(p) / 10`` up to
+``KNEE`` (0.9, i.e. ``p = 1e-9``): a score of 0.5 means "once in 10^5 normal readings", and 0 is
+the neutral score given during warm-up. Rarer evidence is compressed into (0.9, 1) without ever
+reaching 1 (only ``p = 0`` does), so that readings keep their order however extreme they are: a
+threshold swept over scores (NAB) can tell a 20-sigma error from a 7-sigma one. Tails are
+computed in log space for the same reason. Thresholds, dashboards and alert rules therefore keep
 their meaning whichever scorer runs.
 
 Scorers keep their per-stream statistics in slabs indexed by the same slots as
@@ -36,33 +39,75 @@ __all__ = [
     "make_scorer",
     "SCORERS",
     "surprise",
+    "surprise_log10",
 ]
 
-_P_FLOOR = 1e-10  # p at or below this maps to score 1.0
+KNEE = 0.9  # scores up to here are exactly -log10(p) / 10; above, compressed below 1
+_P_TINY = 1e-300  # below this, tails come from their asymptotic form (float64 underflows)
+
+
+def surprise_log10(log10_p: np.ndarray) -> np.ndarray:
+    """``log10`` of a tail probability → score in [0, 1]; strictly increasing in ``-log10_p``.
+
+    ``-log10(p) / 10`` up to :data:`KNEE`, then ``1 - m / (1 + (raw - KNEE) / m)`` with
+    ``m = 1 - KNEE``: continuous with slope 1 at the knee, below 1 for every finite ``log10_p``.
+    """
+    raw = np.maximum(-np.asarray(log10_p, np.float64) / 10.0, 0.0)
+    m = 1.0 - KNEE
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = 1.0 - m / (1.0 + (raw - KNEE) / m)
+    return np.where(raw <= KNEE, raw, np.where(np.isinf(raw), 1.0, top))
 
 
 def surprise(p: np.ndarray) -> np.ndarray:
-    """Tail probability → score in [0, 1]: ``min(1, -log10(p) / 10)``."""
-    p = np.clip(np.asarray(p, np.float64), _P_FLOOR, 1.0)
-    return np.minimum(1.0, -np.log10(p) / 10.0)
+    """Tail probability → score in [0, 1]: ``surprise_log10(log10(p))``."""
+    with np.errstate(divide="ignore"):
+        return surprise_log10(np.log10(np.clip(np.asarray(p, np.float64), 0.0, 1.0)))
+
+
+def log10_chi2_tail(d2: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """``log10 P[X >= d2]`` for ``X ~ chi2(dof)``, finite however large ``d2``; 0 where
+    ``dof == 0``."""
+    a = np.maximum(dof, 1).astype(np.float64) / 2.0
+    x = np.maximum(np.asarray(d2, np.float64), 0.0) / 2.0
+    p = torch.special.gammaincc(torch.from_numpy(a), torch.from_numpy(x)).numpy()
+    # Far in the tail Q(a, x) ~ x^(a-1) e^-x / Gamma(a) (the leading term of its expansion).
+    lgam = torch.special.gammaln(torch.from_numpy(a)).numpy()
+    with np.errstate(divide="ignore"):
+        asym = ((a - 1.0) * np.log(np.maximum(x, 1e-300)) - x - lgam) / np.log(10.0)
+        log10_p = np.where(p > _P_TINY, np.log10(np.maximum(p, _P_TINY)), asym)
+    return np.where(dof > 0, np.minimum(log10_p, 0.0), 0.0)
 
 
 def chi2_tail(d2: np.ndarray, dof: np.ndarray) -> np.ndarray:
     """``P[X >= d2]`` for ``X ~ chi2(dof)``; 1 where ``dof == 0``."""
-    k = torch.from_numpy(np.maximum(dof, 1).astype(np.float64))
-    p = torch.special.gammaincc(k / 2.0, torch.from_numpy(d2.astype(np.float64)) / 2.0).numpy()
-    return np.where(dof > 0, p, 1.0)
+    return 10.0 ** log10_chi2_tail(d2, dof)
+
+
+def probit_log10(log10_p: np.ndarray) -> np.ndarray:
+    """The ``z`` with ``P[Z >= z] = p``, from ``log10 p`` (clipped to ``1 - 1e-10`` above)."""
+    ln_p = np.minimum(np.asarray(log10_p, np.float64) * np.log(10.0), np.log1p(-1e-10))
+    z = -torch.special.ndtri(torch.from_numpy(np.exp(np.maximum(ln_p, np.log(_P_TINY))))).numpy()
+    # Past float64's reach: z ~ sqrt(-2 ln p - ln(-4 pi ln p)), the asymptotic inverse tail.
+    far = np.sqrt(np.maximum(-2.0 * ln_p - np.log(np.maximum(-4.0 * np.pi * ln_p, 1.0)), 0.0))
+    return np.where(ln_p > np.log(_P_TINY), z, far)
 
 
 def probit(p: np.ndarray) -> np.ndarray:
-    """The ``z`` with ``P[Z >= z] = p`` (``p`` clipped to [1e-10, 1 - 1e-10])."""
-    p = np.clip(np.asarray(p, np.float64), _P_FLOOR, 1.0 - _P_FLOOR)
-    return -torch.special.ndtri(torch.from_numpy(p)).numpy()
+    """The ``z`` with ``P[Z >= z] = p`` (``p`` clipped to ``1 - 1e-10`` above)."""
+    with np.errstate(divide="ignore"):
+        return probit_log10(np.log10(np.asarray(p, np.float64)))
+
+
+def log10_normal_tail(z: np.ndarray) -> np.ndarray:
+    """``log10 P[Z >= z]`` for a standard normal ``Z``, finite however large ``z``."""
+    t = torch.from_numpy(-np.asarray(z, np.float64))
+    return torch.special.log_ndtr(t).numpy() / np.log(10.0)
 
 
 def normal_tail(z: np.ndarray) -> np.ndarray:
     """``P[Z >= z]`` for a standard normal ``Z``."""
-    return 0.5 * torch.special.erfc(torch.from_numpy(z.astype(np.float64)) / np.sqrt(2.0)).numpy()
+    return 10.0 ** log10_normal_tail(z)
 
 
 @dataclass(frozen=True)
@@ -76,6 +121,11 @@ class ScorerConfig:
     clip: float = 5.0  # an error updates the statistics as if at most this many sigmas off
     short: int = 10  # likelihood: readings in the short window
     long: int = 500  # likelihood: readings in the long window
+    tail: bool = True  # learn each stream's own tail beyond p = 1e-2 (see TailCalibration)
+    tail_prior: int = 200  # weight, in readings, of the Gaussian tail as the initial tail rate
+    tail_events: int = 5  # weight, in exceedances, of the Gaussian tail as the initial excess
+    tail_clip: float = 50.0  # an excess updates the tail as if at most this many mean excesses
+    level: bool = True  # also score how far the reading itself is from the stream's usual level
 
 
 class Scorer(Slabs):
@@ -88,13 +138,50 @@ class Scorer(Slabs):
         self.error_std = np.maximum(np.asarray(error_std, np.float64), 1e-6)  # (n_targets,)
         self.grow(capacity)
 
-    def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score ``(B, n_targets)`` scaled forecast errors (NaN = missing) of distinct slots.
+    def score(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score ``(B, n_targets)`` scaled forecast errors (NaN = missing) of distinct slots;
+        ``level`` is the readings themselves in the stream's scaled units (used with
+        ``config.level``).
 
         Returns ``score (B,)`` in [0, 1] and ``contrib (B, n_targets)``, each target's share of
         the evidence (rows sum to 1, or 0 when there is none).
         """
         raise NotImplementedError
+
+
+_TAIL_AT = 2.0  # decades: the tail starts at Gaussian p = 1e-2
+_LOG10_E = float(np.log10(np.e))
+
+
+def calibrate_tail(
+    s: dict[str, np.ndarray], slots: np.ndarray, y: np.ndarray, use: np.ndarray, cfg: ScorerConfig
+) -> np.ndarray:
+    """Gaussian surprise ``y = -log10 p`` → ``log10 p`` under the stream's own tail; updates it.
+
+    Forecast errors are heavier-tailed than Gaussian (a daily step the model always misses, a
+    bursty metric), so the Gaussian ``p`` of a stream's routine outliers can be 1e-20. Per
+    stream, this keeps the rate ``r`` at which ``y`` exceeds ``_TAIL_AT`` and the mean excess
+    ``m`` beyond it (EWMAs), and reads the tail as exponential, as peaks-over-threshold does:
+    ``log10 p = log10 r - (y - _TAIL_AT) log10(e) / m``. For errors that are in fact Gaussian
+    ``r = 1e-2`` and ``m = 1 / ln 10``, and this is the identity; those are the initial values.
+    ``m`` forgets at the pace of ``horizon / 100`` exceedances, and an excess updates it clipped
+    at ``tail_clip * m``: loose enough to learn a tail 20 times the Gaussian one within a few
+    dozen exceedances, tight enough that one absurd reading cannot hide the next anomaly.
+    """
+    r, m, k = s["tail_rate"][slots], s["tail_excess"][slots], s["tail_n"][slots]
+    lr = np.log10(r)
+    log10_p = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
+    over = use & (y > _TAIL_AT)
+    count = s["count"][slots]  # readings already seen, this one included
+    alpha = 1.0 / np.minimum(count + cfg.tail_prior, cfg.horizon)
+    s["tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
+    beta = 1.0 / np.minimum(k + 1 + cfg.tail_events, max(cfg.horizon // 100, cfg.tail_events))
+    excess = np.minimum(y - _TAIL_AT, cfg.tail_clip * m)
+    s["tail_excess"][slots] = np.where(over, m + beta * (excess - m), m)
+    s["tail_n"][slots] = k + over
+    return log10_p
 
 
 class GaussianScorer(Scorer):
@@ -106,48 +193,79 @@ class GaussianScorer(Scorer):
             "mean": np.zeros((n, t)),
             "var": np.tile(self.error_std**2, (n, 1)),
             "count": np.zeros(n, np.int64),
+            "tail_rate": np.full(n, 10.0**-_TAIL_AT),
+            "tail_excess": np.full(n, _LOG10_E),
+            "tail_n": np.zeros(n, np.int64),
+            "level_mean": np.zeros((n, t)),  # the reading's usual level, scaled units
+            "level_var": np.ones((n, t)),  # the scaler makes training readings N(0, 1)
         }
 
-    def evidence(
-        self, slots: np.ndarray, err: np.ndarray
+    def _gaussian(
+        self, slots: np.ndarray, x: np.ndarray, key: str, alpha: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tail probability, per-target squared z and degrees of freedom; updates the stats.
+        """``log10`` chi-square tail of ``x (B, T)`` against the EWMA ``key`` mean/variance,
+        squared z and degrees of freedom; then updates the statistics at rate ``alpha (B,)``.
 
-        Written with in-place operations on a few ``(B, n_targets)`` buffers: for wide vectors
-        (video embeddings) these passes are most of a wave's cost.
+        Written with in-place operations on a few ``(B, T)`` buffers: for wide vectors (video
+        embeddings) these passes are most of a wave's cost.
         """
-        s, cfg = self.slabs, self.config
-        mean, var = s["mean"][slots], s["var"][slots]  # (B, T), gathered copies
-        missing = np.isnan(err)
+        s, clip = self.slabs, self.config.clip
+        mean, var = s[key + "mean"][slots], s[key + "var"][slots]  # (B, T), gathered copies
+        missing = np.isnan(x)
         sd = np.sqrt(var)
-        z = np.subtract(err, mean)
+        z = np.subtract(x, mean)
         z /= sd
         if missing.any():
             z[missing] = 0.0
-            dof = err.shape[1] - missing.sum(axis=1)
+            dof = x.shape[1] - missing.sum(axis=1)
         else:
-            dof = np.full(len(err), err.shape[1])
+            dof = np.full(len(x), x.shape[1])
         z2 = np.square(z)
-        p = chi2_tail(z2.sum(axis=1), dof)
-        # Update with the error clipped at `clip` sigmas, so one anomaly cannot inflate the
-        # variance enough to hide the next. A missing target's z is 0: no update.
-        count = s["count"][slots] + 1
-        alpha = (1.0 / np.minimum(count + cfg.prior, cfg.horizon))[:, None]
-        delta = np.clip(z, -cfg.clip, cfg.clip, out=z)
-        delta *= sd  # the clipped error minus the mean
-        mean += alpha * delta
+        log10_p = log10_chi2_tail(z2.sum(axis=1), dof)
+        # Update with the value clipped at `clip` sigmas, so one anomaly cannot inflate the
+        # variance enough to hide the next. A missing value's z is 0: no update.
+        a = alpha[:, None]
+        delta = np.clip(z, -clip, clip, out=z)
+        delta *= sd  # the clipped value minus the mean
+        mean += a * delta
         np.square(delta, out=delta)
-        delta *= alpha
+        delta *= a
         var += delta
-        var *= 1.0 - alpha
+        var *= 1.0 - a
         np.maximum(var, 1e-12, out=var)
-        s["mean"][slots], s["var"][slots], s["count"][slots] = mean, var, count
-        warm = (count > cfg.warmup) & (dof > 0)
-        return np.where(warm, p, 1.0), z2, dof
+        s[key + "mean"][slots], s[key + "var"][slots] = mean, var
+        return log10_p, z2, dof
 
-    def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p, z2, _ = self.evidence(slots, err)
-        return surprise(p), _shares(z2)
+    def evidence(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``log10`` tail probability, per-target squared z and degrees of freedom; updates the
+        statistics."""
+        cfg, s = self.config, self.slabs
+        count = s["count"][slots] + 1
+        alpha = 1.0 / np.minimum(count + cfg.prior, cfg.horizon)
+        log10_p, z2, dof = self._gaussian(slots, err, "", alpha)
+        s["count"][slots] = count
+        if cfg.tail:
+            log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
+        if cfg.level and level is not None:
+            # The level follows drift at the slow pace of `horizon` and has no learnt tail: a
+            # sustained shift (a closed valve) keeps its evidence while it lasts. Two tests,
+            # one answer: the smaller p, as likely as the smaller of two uniform p (Sidak).
+            lp, lz2, _ = self._gaussian(
+                slots, level, "level_", np.full(len(slots), 1 / cfg.horizon)
+            )
+            least = np.minimum(log10_p, lp)
+            log10_p = least + np.log10(2.0 - 10.0**least)  # P[min of two p <= p] = p (2 - p)
+            z2 = z2 + lz2
+        warm = (count > cfg.warmup) & (dof > 0)
+        return np.where(warm, log10_p, 0.0), z2, dof
+
+    def score(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        log10_p, z2, _ = self.evidence(slots, err, level)
+        return surprise_log10(log10_p), _shares(z2)
 
 
 class LikelihoodScorer(GaussianScorer):
@@ -160,13 +278,15 @@ class LikelihoodScorer(GaussianScorer):
             "steps": np.zeros(n, np.int64),
         }
 
-    def score(self, slots: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p, z2, _ = self.evidence(slots, err)
+    def score(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        log10_p, z2, _ = self.evidence(slots, err, level)
         s, cfg = self.slabs, self.config
         steps = s["steps"][slots]
         # As a standard normal quantile the per-reading evidence is N(0, 1) on normal data, so
         # its moving average is Gaussian and the tail below is honest.
-        s["recent"][slots, steps % cfg.short] = probit(p)
+        s["recent"][slots, steps % cfg.short] = probit_log10(log10_p)
         average = s["recent"][slots].sum(axis=1) / np.minimum(steps + 1, cfg.short)
         # The reference distribution: averages at least `short` readings old, so the current
         # run of errors is never part of what it is compared with.
@@ -178,9 +298,9 @@ class LikelihoodScorer(GaussianScorer):
         sd = np.sqrt((((ring - mu[:, None]) ** 2) * usable).sum(axis=1) / np.maximum(n, 1))
         s["averages"][slots, steps % cfg.long] = average
         s["steps"][slots] = steps + 1
-        tail = normal_tail((average - mu) / np.maximum(sd, 1e-3))
+        tail = log10_normal_tail((average - mu) / np.maximum(sd, 1e-3))
         warm = n >= max(cfg.warmup, cfg.short)
-        return np.where(warm, surprise(tail), 0.0), _shares(z2)
+        return np.where(warm, surprise_log10(tail), 0.0), _shares(z2)
 
 
 def _shares(z2: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from detector.alerts import AlertConfig, AlertTracker, alert_id
+from detector.alerts import AlertConfig, AlertTracker, alert_id, onset_scores
 
 
 def _drive(scores: list[float], **kw) -> tuple[list[str], list, list]:
@@ -62,3 +62,37 @@ def test_ids_are_deterministic_and_distinct() -> None:
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="close_at"):
         AlertConfig(open_at=0.3, close_at=0.5)
+
+
+def _onsets(scores: list[float], **kw) -> list[float]:
+    tracker = AlertTracker(AlertConfig(**kw), ("a",), capacity=2)
+    out = []
+    for t, s in enumerate(scores):  # stream 1 stays silent: onsets are per stream
+        tracker.update(
+            np.array([0, 1]),
+            ["pump", "fan"],
+            np.array([t, t], float),
+            np.array([s, 0.0]),
+            np.ones((2, 1)),
+        )
+        out.append(tracker.slabs["onset"][[0, 1]].tolist())
+    assert all(o[1] == 0.0 for o in out)
+    np.testing.assert_array_equal(
+        onset_scores(np.array(scores), AlertConfig(**kw)), out_0 := [o[0] for o in out]
+    )
+    return out_0
+
+
+def test_onset_reports_an_episode_once_until_it_grows_or_quiet_ends() -> None:
+    scores = [0.1, 0.6, 0.7, 0.5, 0.65, 0.2, 0.3, 0.4, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1, 0.45]
+    # 0.6, 0.7, 0.8 are new highs; the rest stay under them until quiet=4 readings pass after
+    # the alert opened at 0.8 closes (t=9)
+    expect = [0.1, 0.6, 0.7, 0, 0, 0, 0, 0, 0.8, 0, 0, 0, 0, 0, 0.45]
+    assert _onsets(scores, quiet=4, clear_duration=1) == expect
+    assert _onsets(scores, quiet=0) == scores  # quiet 0: every reading reports itself
+
+
+def test_onset_stays_quiet_while_the_alert_is_open() -> None:
+    scores = [0.6, 0.4, 0.4, 0.4, 0.4, 0.55] + [0.1] * 7 + [0.2]
+    # the alert holds (0.4 >= close_at) long past quiet=2, and closes at t=10
+    assert _onsets(scores, quiet=2, clear_duration=5) == [0.6] + [0] * 12 + [0.2]

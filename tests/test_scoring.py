@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from detector.scoring import SCORERS, ScorerConfig, chi2_tail, make_scorer, surprise
+from detector.scoring import (
+    KNEE,
+    SCORERS,
+    ScorerConfig,
+    chi2_tail,
+    log10_chi2_tail,
+    make_scorer,
+    probit_log10,
+    surprise,
+)
 
 CFG = ScorerConfig(warmup=10, short=5, long=100)
 
@@ -53,16 +62,70 @@ def test_gaussian_single_spike_and_missing_targets() -> None:
     errs[250, 3] = np.nan
     errs[260, 3, 1] = np.nan
     scores, _ = _run("gaussian", errs)
-    assert scores[200, 2] == 1.0 and scores[199, 2] < 0.5
+    assert KNEE < scores[200, 2] < 1.0 and scores[199, 2] < 0.5
     assert scores[250, 3] == 0.0  # nothing to score: neutral here (the engine decides otherwise)
     assert 0 < scores[260, 3] < 0.5
 
 
 def test_surprise_scale_meaning() -> None:
-    np.testing.assert_allclose(surprise(np.array([1.0, 1e-5, 1e-10, 1e-30])), [0, 0.5, 1, 1])
+    np.testing.assert_allclose(surprise(np.array([1.0, 1e-5, 1e-9, 0.0])), [0, 0.5, KNEE, 1])
     np.testing.assert_allclose(chi2_tail(np.array([3.841458820694124]), np.array([1])), [0.05])
+
+
+def test_surprise_never_ties_at_the_top() -> None:
+    # Rarer is always higher, however rare: a threshold sweep can rank extreme readings.
+    s = surprise(np.array([1e-9, 1e-10, 1e-30, 1e-300]))
+    assert np.all(np.diff(s) > 0) and s[-1] < 1.0
+    d2 = np.array([50.0, 500.0, 5e3, 5e4, 5e6])
+    lp = log10_chi2_tail(d2, np.full(5, 3))
+    assert np.all(np.isfinite(lp)) and np.all(np.diff(lp) < 0)
+    assert np.all(np.diff(probit_log10(np.array([-5.0, -200.0, -299.0, -301.0, -1e4]))) > 0)
 
 
 def test_unknown_scorer() -> None:
     with pytest.raises(ValueError, match="scorer must be one of"):
         make_scorer(ScorerConfig(kind="magic"), np.ones(1), 1)
+
+
+def test_tail_calibration_learns_routine_outliers_but_still_flags_a_bigger_one() -> None:
+    # A stream whose model misses a daily step: a 10-sigma error every 50 readings is routine.
+    errs = _errors(4, n=2000, b=1, t=1)
+    errs[::50] += 10.0
+    errs[1990, 0, 0] = 40.0  # the anomaly: far beyond the routine steps
+    plain, _ = _run("gaussian", errs)
+    cfg = ScorerConfig(**{**CFG.__dict__, "tail": False})
+    scorer = make_scorer(cfg, np.ones(1), 1)
+    untailed = np.array([scorer.score(np.zeros(1, np.int64), e)[0][0] for e in errs])
+    routine = np.arange(1000, 1990, 50)
+    assert np.all(untailed[routine] > KNEE)  # Gaussian: every routine step is "1e-9 or rarer"
+    assert np.all(plain[routine] < 0.3)  # learnt tail: routine steps stop alerting
+    assert plain[1990] >= 0.5 and plain[1990] > plain[routine].max()
+
+
+def test_tail_calibration_is_the_identity_on_gaussian_errors() -> None:
+    errs = _errors(5, n=3000, b=1, t=1)
+    scores, _ = _run("gaussian", errs)
+    cfg = ScorerConfig(**{**CFG.__dict__, "tail": False})
+    scorer = make_scorer(cfg, np.ones(1), 1)
+    untailed = np.array([scorer.score(np.zeros(1, np.int64), e)[0][0] for e in errs])
+    assert np.abs(scores[500:, 0] - untailed[500:]).mean() < 0.02
+
+
+def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -> None:
+    # The forecaster tracks the shift (small errors), but the readings sit 8 sigmas off their
+    # usual level: the level evidence keeps the score up while the forecast error says nothing.
+    # (The level follows drift at the pace of `horizon`, so a shift is absorbed in the end.)
+    rng = np.random.default_rng(6)
+    errs = rng.normal(0, 1, (1000, 1, 2))
+    level = rng.normal(0, 1, (1000, 1, 2))
+    level[600:900, 0, 0] += 8.0
+    scores = {}
+    for on in (True, False):
+        scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "level": on}), np.ones(2), 1)
+        slot = np.zeros(1, np.int64)
+        scores[on] = np.array(
+            [scorer.score(slot, e, x)[0][0] for e, x in zip(errs, level, strict=True)]
+        )
+    assert np.mean(scores[True][600:650] >= 0.5) > 0.9
+    assert np.mean(scores[False][600:650] >= 0.5) < 0.05
+    assert np.mean(scores[True][100:600] >= 0.5) < 0.01
