@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 
-from detector.codec import decode_batch, encode_binary, encode_json
+from detector.codec import _binary_dtype, decode_batch, encode_binary, encode_json
 
 __all__ = ["bench_decode", "sample_records"]
 
@@ -52,7 +52,7 @@ def bench_decode(
         def baseline() -> object:
             return [orjson.loads(v) for v in values]
     else:
-        dtype = np.dtype([("magic", "S4"), ("ts", "<f8"), ("values", "<f4", (features,))])
+        dtype = _binary_dtype(features)  # the wire layout, as the decoder reads it
 
         def baseline() -> object:
             return [np.frombuffer(v, dtype) for v in values]

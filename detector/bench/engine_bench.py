@@ -54,14 +54,7 @@ class MatmulBound:
     """One step's matrix multiplications for ``batch`` streams, nothing else."""
 
     def __init__(self, model: LSTMForecaster, batch: int, device: torch.device) -> None:
-        k = FusedStep(model)  # the same transposed weights the engine multiplies by
-        self.w_ih, self.w_hh, self.bias, self.head_w, self.head_b = (
-            k.w_ih,
-            k.w_hh,
-            k.bias,
-            k.head_w,
-            k.head_b,
-        )
+        self.k = FusedStep(model)  # the same transposed weights the engine multiplies by
         a = model.args
         self.x = torch.randn(batch, a.n_inputs, device=device)
         self.h = torch.randn(a.layers, batch, a.hidden, device=device)
@@ -71,12 +64,12 @@ class MatmulBound:
 
     @torch.inference_mode()
     def __call__(self) -> None:
-        inp = self.x
-        for layer in range(len(self.w_ih)):
-            torch.addmm(self.bias[layer], inp, self.w_ih[layer], out=self.gates)
-            self.gates.addmm_(self.h[layer], self.w_hh[layer])
+        k, inp = self.k, self.x
+        for layer in range(len(k.w_ih)):
+            torch.addmm(k.bias[layer], inp, k.w_ih[layer], out=self.gates)
+            self.gates.addmm_(self.h[layer], k.w_hh[layer])
             inp = self.h[layer]
-        torch.addmm(self.head_b, inp, self.head_w, out=self.out)
+        torch.addmm(k.head_b, inp, k.head_w, out=self.out)
         _sync(self.device)
 
 

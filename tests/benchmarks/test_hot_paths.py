@@ -13,7 +13,7 @@ import torch
 from detector.bench.decode_bench import sample_records
 from detector.bench.engine_bench import MatmulBound
 from detector.bench.synthetic import synthetic_checkpoint
-from detector.codec import decode_batch
+from detector.codec import _binary_dtype, decode_batch
 from detector.engine import Engine, EngineConfig
 from detector.fused_step import FusedStep
 
@@ -96,6 +96,6 @@ def test_decode_binary(benchmark) -> None:
 @pytest.mark.benchmark(group="decode-binary")
 def test_frombuffer_loop_baseline(benchmark) -> None:
     _, values, _ = sample_records("binary", 5000, 128)
-    dtype = np.dtype([("magic", "S4"), ("ts", "<f8"), ("values", "<f4", (128,))])
+    dtype = _binary_dtype(128)
     out = benchmark(lambda: [np.frombuffer(v, dtype) for v in values])
     assert len(out) == 5000
