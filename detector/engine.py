@@ -41,6 +41,7 @@ from detector.errors import DataError, DetectorError
 from detector.fused_step import step_kernel
 from detector.scaling import Scaler
 from detector.scoring import ScorerConfig, make_scorer
+from detector.slabs import as_run, rows
 from detector.state import StreamState
 
 __all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
@@ -272,6 +273,12 @@ class Engine:
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
 
+    @property
+    def kernel(self) -> str:
+        """What runs the model step: ``native step``, ``native cell``, ``eager`` (see
+        :class:`detector.fused_step.FusedStep`) or ``module`` (another model's own ``step``)."""
+        return getattr(self._kernel, "kernel", "module")
+
     def bytes_per_stream(self) -> int:
         """Slab memory of one stream: model state, window, scaler, scorer and alert state."""
         slabs = sum(v.nbytes for o in (self.scorer, self.alerts) for v in o.slabs.values())
@@ -327,19 +334,26 @@ class Engine:
         seen = st.seen[slots]
         primed = seen >= self.timesteps
         every = primed.all()
-        if every:
-            forecast = self._unscale(slots, st.forecast[slots])  # (B, n_targets) original units
+        # The model steps the primed streams while this thread scores the wave: the scores need
+        # only the forecasts made one reading earlier, the step only the imputed readings. With
+        # nothing to impute the step starts first, so that it overlaps everything below.
+        finish_step = None
+        if every and not np.isnan(x).any():
+            pending = st.forecast[slots]  # a copy: the step overwrites the slab
+            finish_step = self._launch_step(slots, x)
+            forecast = self._unscale(slots, pending)  # (B, n_targets) original units
+            x_in = x
+        elif every:
+            forecast = self._unscale(slots, st.forecast[slots])
+            x_in = self._impute(slots, x, forecast)
+            finish_step = self._launch_step(slots, x_in)
         else:
             forecast = np.full((len(idx), self.n_targets), np.nan)
             forecast[primed] = self._unscale(slots[primed], st.forecast[slots[primed]])
-        x_in = self._impute(slots, x, forecast)
+            x_in = self._impute(slots, x, forecast)
         st.push(slots, x_in)
         st.seen[slots] = seen + 1
-        # The model steps the primed streams while this thread scores the wave: the scores need
-        # only the forecasts made one reading earlier, the step only the imputed readings.
-        finish_step = None
         if every:
-            finish_step = self._launch_step(slots, x_in)
             score, contrib = self._score(res, idx, slots, x, forecast)
         else:
             if primed.any():
@@ -375,10 +389,12 @@ class Engine:
         x: np.ndarray,
         forecast: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        st, t = self.state, self.n_targets
+        st, t, run = self.state, self.n_targets, rows(slots)  # `run` to read the slabs
+        scale = st.scale[run, :t]
         err = np.subtract(x[:, :t], forecast)
-        err /= st.scale[slots, :t]  # scaled units
-        level = (x[:, :t] - st.offset[slots, :t]) / st.scale[slots, :t]  # scaled readings
+        err /= scale  # scaled units
+        level = np.subtract(x[:, :t], st.offset[run, :t])
+        level /= scale  # scaled readings
         score, contrib = self.scorer.score(slots, err, level)
         res.forecast[idx] = forecast
         missing = np.isnan(err)
@@ -403,7 +419,7 @@ class Engine:
         return np.where(missing, fill, x)
 
     def _scaled(self, slots: np.ndarray, raw: np.ndarray) -> torch.Tensor:
-        st = self.state
+        st, slots = self.state, rows(slots)  # read only
         if raw.ndim == 3:
             z = (raw - st.offset[slots, None]) / st.scale[slots, None]
         else:
@@ -424,7 +440,7 @@ class Engine:
         return staged.to(self.device, non_blocking=True)
 
     def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:
-        t, st = self.n_targets, self.state
+        t, st, slots = self.n_targets, self.state, rows(slots)  # read only
         return scaled.astype(np.float64) * st.scale[slots, :t] + st.offset[slots, :t]
 
     def _launch_step(self, slots: np.ndarray, x_raw: np.ndarray) -> Callable[[], None]:
@@ -443,6 +459,11 @@ class Engine:
     def _step(self, slots: np.ndarray, x: torch.Tensor) -> None:
         st = self.state
         with torch.inference_mode():  # per thread: the step thread needs its own
+            run = as_run(slots)
+            if run is not None:  # a fleet in steady state: its slots in order, no gather
+                forecast = self._kernel(x, st.h[:, run], st.c[:, run])  # views, in place
+                st.forecast[run] = forecast.cpu().numpy()
+                return
             idx = torch.as_tensor(slots, device=self.device)
             h, c = st.h.index_select(1, idx), st.c.index_select(1, idx)  # (L, B, H), copies
             forecast = self._kernel(x, h, c)  # updates h, c in place

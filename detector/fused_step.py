@@ -11,7 +11,12 @@ engine runs this kernel instead. It computes the same function with:
   times its ``sigmoid`` per element); the same identity serves ``tanh(c)``;
 * the two biases summed once, and each layer's gates written by ``addmm(out=...)`` into a buffer
   that is reused from wave to wave;
-* ``h`` and ``c`` updated in place in the caller's (gathered) tensors: no ``stack``, no copies.
+* ``h`` and ``c`` updated in place in the caller's (gathered) tensors: no ``stack``, no copies;
+* on the CPU, when :mod:`detector.native` could build its C kernel, the whole step in one C call
+  that releases the GIL: the same BLAS ``sgemm`` that ``torch.addmm`` calls, and each layer's
+  elementwise half (activations, cell update, ``h``) in one vectorised pass over the gates
+  instead of eight eager passes. The step's cost comes down to its matrix multiplications, and
+  the engine's scoring thread no longer contends with it for the GIL.
 
 Inference only: no autograd, no dropout (the model runs in eval mode when streaming).
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from detector import native
 from detector.model import LSTMForecaster
 
 __all__ = ["FusedStep", "step_kernel"]
@@ -28,7 +34,7 @@ __all__ = ["FusedStep", "step_kernel"]
 class FusedStep:
     """``step(x, h, c) -> forecast`` for a fixed model; ``h``/``c`` are updated in place."""
 
-    def __init__(self, model: LSTMForecaster) -> None:
+    def __init__(self, model: LSTMForecaster, use_native: bool = True) -> None:
         args = model.args
         H = args.hidden
         device = model.head.weight.device
@@ -53,6 +59,23 @@ class FusedStep:
         self.device = device
         self._gates = torch.empty(0, 4 * H, device=device)  # grown on demand, reused
         self._tanh_c = torch.empty(0, H, device=device)
+        on_cpu = use_native and device.type == "cpu"
+        self._cell = native.lstm_cell() if on_cpu else None
+        self._whole = (
+            native.lstm_step(
+                self.w_ih, self.w_hh, self.bias, self.head_w, self.head_b, self.residual, 0.5
+            )
+            if on_cpu
+            else None
+        )
+
+    @property
+    def kernel(self) -> str:
+        """What runs: ``"native step"`` (the whole step in C, matmuls by torch's BLAS),
+        ``"native cell"`` (torch matmuls, C elementwise) or ``"eager"`` (PyTorch ops only)."""
+        if self._whole is not None:
+            return "native step"
+        return "native cell" if self._cell is not None else "eager"
 
     def _buffers(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._gates.shape[0] < batch:
@@ -66,10 +89,16 @@ class FusedStep:
         place. Returns the ``(B, n_targets)`` forecast of the next reading (scaled units)."""
         H = self.hidden
         gates, tanh_c = self._buffers(x.shape[0])
+        if self._whole is not None and native.step_fits(x, h, c, gates):
+            return self._whole(x, h, c, gates)  # one C call, without the GIL
         inp = x
         for layer in range(self.layers):
             torch.addmm(self.bias[layer], inp, self.w_ih[layer], out=gates)
             gates.addmm_(h[layer], self.w_hh[layer])
+            if self._cell is not None and native.fits(gates, c[layer], h[layer]):
+                self._cell(gates, c[layer], h[layer], 0.5)  # 0.5: the g rows are doubled
+                inp = h[layer]
+                continue
             gates.sigmoid_()
             i, f, s, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
             # c = f*c + i*tanh(g), with tanh(g) = 2s - 1: f*c + 2*i*s - i

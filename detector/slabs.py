@@ -4,7 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Slabs"]
+__all__ = ["Slabs", "as_run", "rows"]
+
+
+def as_run(slots: np.ndarray) -> slice | None:
+    """``slots`` as a slice when they are consecutive and ascending, else ``None``.
+
+    Slots are handed out in first-seen order, so a fleet whose streams report in a stable order
+    (one producer per site, partitions read in order) fills waves whose slots are a run; their
+    rows are then views, read and updated in place without a gather or a scatter.
+    """
+    n = len(slots)
+    if n == 0:
+        return None
+    first = int(slots[0])
+    if int(slots[-1]) - first != n - 1 or (n > 1 and not (np.diff(slots) == 1).all()):
+        return None
+    return slice(first, first + n)
+
+
+def rows(slots: np.ndarray) -> np.ndarray | slice:
+    """An index for the slabs' rows of distinct ``slots``: a slice (views) when they are a run.
+
+    Only for code that reads every row it needs before writing any: a view sees the writes.
+    """
+    run = as_run(slots)
+    return slots if run is None else run
 
 
 class Slabs:

@@ -101,6 +101,7 @@ class Worker:
         self.engine = Engine(
             self.ckpt, dataclasses.replace(config.engine, device=config.model.device)
         )
+        log.info("model step on %s: %s kernel", self.engine.device, self.engine.kernel)
         self.metrics = Metrics(registry or CollectorRegistry(), config.metrics.top_streams)
         w = config.worker
         self.model = ModelLifecycle(

@@ -129,3 +129,39 @@ def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -
     assert np.mean(scores[True][600:650] >= 0.5) > 0.9
     assert np.mean(scores[False][600:650] >= 0.5) < 0.05
     assert np.mean(scores[True][100:600] >= 0.5) < 0.01
+
+
+@pytest.mark.parametrize("dof", [2, 4, 8, 16])
+def test_even_dof_closed_form_matches_gammaincc(dof: int) -> None:
+    """The fast path for a batch with one small even dof is the general path's function, and
+    stays exact and ordered where the general one falls back to its asymptotic form."""
+    rng = np.random.default_rng(dof)
+    d2 = np.concatenate([rng.chisquare(dof, 2000), [0.0, 1e-12, 1.0, 2.0, 30.0, 300.0]])
+    fast = log10_chi2_tail(d2, np.full(len(d2), dof))
+    # The same values through the general (gammaincc) path: mixed dof defeats the fast path.
+    general = log10_chi2_tail(np.append(d2, 1.0), np.append(np.full(len(d2), dof), 3))[:-1]
+    np.testing.assert_allclose(fast, general, rtol=1e-12, atol=1e-12)
+    far = log10_chi2_tail(np.logspace(3, 90, 200), np.full(200, dof))
+    assert np.all(np.isfinite(far)) and np.all(np.diff(far) < 0)
+    # Past float64's reach, log10 Q(a, x) = (ln(sum_k x^k/k!) - x) / ln 10 exactly; x = 1e40:
+    a, x = dof // 2, 1e40
+    leading = ((a - 1) * np.log(x) - np.sum(np.log(np.arange(1, a))) - x) / np.log(10)
+    np.testing.assert_allclose(log10_chi2_tail(np.array([2 * x]), np.array([dof])), [leading])
+    assert log10_chi2_tail(np.array([5.0]), np.array([0])) == 0.0
+
+
+def test_scores_of_a_run_of_slots_equal_those_of_the_same_slots_shuffled() -> None:
+    """A run of slots is scored on views of the slabs, other waves on gathered copies; the two
+    must agree reading for reading and leave the same statistics behind."""
+    rng = np.random.default_rng(4)
+    errs = rng.standard_normal((60, 16, 3))
+    errs[40, 5] += 9.0
+    order = rng.permutation(16)
+    a, b = (make_scorer(CFG, np.ones(3), 16) for _ in range(2))
+    for e in errs:
+        sa, ca = a.score(np.arange(16), e, e * 0.5)
+        sb, cb = b.score(order, e[order], e[order] * 0.5)
+        np.testing.assert_array_equal(sa[order], sb)
+        np.testing.assert_array_equal(ca[order], cb)
+    for key in a.slabs:
+        np.testing.assert_array_equal(a.slabs[key], b.slabs[key])

@@ -61,3 +61,19 @@ def test_restored_streams_count_as_just_used_not_by_the_snapshots_clock(tmp_path
     assert st.last_used[st.slot_of["a"]] == st.tick
     _, _, evicted = st.slots_for(_ids("p", "q"))  # full: the least recent two must make room
     assert sorted(evicted) == ["x", "y"]
+
+
+def test_as_run_and_rows_tell_a_run_of_slots() -> None:
+    from detector.slabs import as_run, rows
+
+    assert as_run(np.arange(3, 9)) == slice(3, 9)
+    assert as_run(np.array([4])) == slice(4, 5)
+    for not_run in ([3, 5, 6], [5, 4, 3], [1, 2, 2, 3], []):
+        assert as_run(np.array(not_run, np.int64)) is None
+    slab = np.arange(20.0).reshape(10, 2)
+    view = slab[rows(np.arange(2, 5))]
+    view += 100.0  # a view: writes land in the slab
+    assert slab[2, 0] == 104.0
+    copy = slab[rows(np.array([5, 2]))]
+    copy += 100.0
+    assert slab[5, 0] == 10.0

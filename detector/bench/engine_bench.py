@@ -164,6 +164,7 @@ def bench_engine(
         "layers": layers,
         "streams": n,
         "device": str(device),
+        "kernel": engine.kernel,
         "waves": len(engine_s),
         "engine_per_s": rate,
         "naive_per_s": naive,

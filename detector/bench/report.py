@@ -94,7 +94,11 @@ def print_tables(results: dict, console: Console) -> None:
         f"{d['cpu_count']} cores, torch {d['torch']}, {d['torch_threads']} torch thread(s))"
     )
     if results.get("engine"):
-        t = Table(title="engine only (readings/s; one reading per stream per wave)")
+        kernels = sorted({r["kernel"] for r in results["engine"] if "kernel" in r})
+        t = Table(
+            title="engine only (readings/s; one reading per stream per wave; "
+            f"model step: {', '.join(kernels) or '?'} kernel)"
+        )
         for col in ("shape", "streams", "engine", "naive", "x naive", "step", "bound", "of bound"):
             t.add_column(col, justify="right")
         for r in results["engine"]:

@@ -1,0 +1,111 @@
+/* The LSTM cell's elementwise half, fused: gate activations, the cell update and h, in one pass.
+ *
+ * Compiled on the machine that runs it (detector/native/__init__.py) with -O3 -march=native, so
+ * GCC or clang vectorises the inner loop with that CPU's widest float vectors. Activations use
+ * one rational approximation of tanh (Eigen's, accurate to ~3e-7 over all of float32), with
+ * sigmoid(x) = (1 + tanh(x / 2)) / 2: only multiplies, adds, one divide and two clamps, which
+ * vectorise, where libm's expf/tanhf would not.
+ */
+#include <stdint.h>
+
+static inline float tanh_approx(float x) {
+    /* Past +-7.9, tanh is 1 in float32; the polynomials are fitted inside. */
+    const float lim = 7.90531110763549805f;
+    x = x > lim ? lim : x;
+    x = x < -lim ? -lim : x;
+    const float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 + -8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    p = p * x;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return p / q;
+}
+
+static inline float sigmoid_approx(float x) { return 0.5f + 0.5f * tanh_approx(0.5f * x); }
+
+/* tanh over n floats (for the tests' accuracy check). */
+void detector_tanh(const float *restrict x, float *restrict y, int64_t n) {
+    for (int64_t k = 0; k < n; k++) y[k] = tanh_approx(x[k]);
+}
+
+/* One layer, B rows: gates (B, 4H) pre-activations in PyTorch's order [i, f, g, o]; the cell
+ * gate's is multiplied by g_scale before its tanh (FusedStep's weights double it: 0.5);
+ * c (B, H) is updated in place, h (B, H) written: c = f c + i tanh(g), h = o tanh(c).
+ * Strides are in floats between rows; within a row values are contiguous. */
+void detector_lstm_cell(const float *restrict gates, float *restrict c, float *restrict h,
+                        int64_t batch, int64_t hidden, int64_t gate_stride, int64_t c_stride,
+                        int64_t h_stride, float g_scale) {
+    for (int64_t b = 0; b < batch; b++) {
+        const float *g = gates + b * gate_stride;
+        float *cb = c + b * c_stride;
+        float *hb = h + b * h_stride;
+        for (int64_t j = 0; j < hidden; j++) {
+            const float i = sigmoid_approx(g[j]);
+            const float f = sigmoid_approx(g[hidden + j]);
+            const float u = tanh_approx(g_scale * g[2 * hidden + j]);
+            const float o = sigmoid_approx(g[3 * hidden + j]);
+            const float cn = f * cb[j] + i * u;
+            cb[j] = cn;
+            hb[j] = o * tanh_approx(cn);
+        }
+    }
+}
+
+/* BLAS's Fortran sgemm (column-major; all arguments by reference), found in torch's own library
+ * at run time, so the step multiplies with the very routine torch.addmm uses. */
+typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
+                         const float *, const float *, const int *, const float *, const int *,
+                         const float *, float *, const int *);
+
+/* out (B, N) += inp (B, K; rows ld_in apart) @ w (K, N), all row-major. Row-major C = A B is
+ * column-major C' = B' A', hence the swapped operands. */
+static void matmul_acc(sgemm_fn sgemm, const float *inp, int64_t ld_in, const float *w, int64_t k,
+                       int64_t n, float *out, int64_t batch) {
+    const int m_ = (int)n, n_ = (int)batch, k_ = (int)k, lda = (int)n, ldb = (int)ld_in,
+              ldc = (int)n;
+    const float one = 1.0f;
+    sgemm("N", "N", &m_, &n_, &k_, &one, w, &lda, inp, &ldb, &one, out, &ldc);
+}
+
+static void fill_rows(float *out, const float *row, int64_t batch, int64_t n) {
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t j = 0; j < n; j++) out[b * n + j] = row[j];
+}
+
+/* One streaming step of a stacked LSTM with a dense head, for B streams, without the GIL:
+ * x (B, n_in) contiguous; h, c (layers, B, H) updated in place, layer_stride and row_stride
+ * floats apart (both tensors alike); w_ih[l] (in, 4H), w_hh[l] (H, 4H), bias[l] (4H) as
+ * FusedStep keeps them (cell-gate columns scaled by 1 / g_scale); head_w (H, T), head_b (T);
+ * gates a (B, 4H) scratch buffer; out (B, T) the forecast (+ x[:, :T] when residual). */
+void detector_lstm_step(void *sgemm_ptr, int64_t layers, int64_t batch, int64_t hidden,
+                        int64_t n_in, int64_t n_out, const float *x, const float *const *w_ih,
+                        const float *const *w_hh, const float *const *bias, const float *head_w,
+                        const float *head_b, float *h, float *c, int64_t layer_stride,
+                        int64_t row_stride, float *gates, float *out, int64_t residual,
+                        float g_scale) {
+    sgemm_fn sgemm = (sgemm_fn)sgemm_ptr;
+    const int64_t g4 = 4 * hidden;
+    for (int64_t l = 0; l < layers; l++) {
+        const float *inp = l == 0 ? x : h + (l - 1) * layer_stride;
+        fill_rows(gates, bias[l], batch, g4);
+        matmul_acc(sgemm, inp, l == 0 ? n_in : row_stride, w_ih[l], l == 0 ? n_in : hidden, g4,
+                   gates, batch);
+        matmul_acc(sgemm, h + l * layer_stride, row_stride, w_hh[l], hidden, g4, gates, batch);
+        detector_lstm_cell(gates, c + l * layer_stride, h + l * layer_stride, batch, hidden, g4,
+                           row_stride, row_stride, g_scale);
+    }
+    fill_rows(out, head_b, batch, n_out);
+    matmul_acc(sgemm, h + (layers - 1) * layer_stride, row_stride, head_w, hidden, n_out, out,
+               batch);
+    if (residual)
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t j = 0; j < n_out; j++) out[b * n_out + j] += x[b * n_in + j];
+}
