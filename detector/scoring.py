@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from detector import native
 from detector.slabs import Slabs, rows
 
 __all__ = [
@@ -168,6 +169,7 @@ class Scorer(Slabs):
     """Base: per-slot statistics (see :class:`Slabs`); subclasses implement ``score``."""
 
     name = "base"
+    native = True  # use detector.native's C loops where built (False: NumPy only, the reference)
 
     def __init__(self, config: ScorerConfig, error_std: np.ndarray, capacity: int) -> None:
         self.config = config
@@ -243,11 +245,20 @@ class GaussianScorer(Scorer):
         """``log10`` chi-square tail of ``x (B, T)`` against the EWMA ``key`` mean/variance,
         squared z and degrees of freedom; then updates the statistics at rate ``alpha (B,)``.
 
-        Written with in-place operations on a few ``(B, T)`` buffers: for wide vectors (video
-        embeddings) these passes are most of a wave's cost.
+        One C pass when :mod:`detector.native` is built (and ``self.native``); else NumPy,
+        with in-place operations on a few ``(B, T)`` buffers. For wide vectors (video
+        embeddings) this is most of a wave's cost.
         """
         s, clip = self.slabs, self.config.clip
         slots = rows(slots)  # a run of slots: views, updated in place (read before written)
+        fast = (
+            native.gaussian(x, s[key + "mean"], s[key + "var"], slots, alpha, clip)
+            if self.native
+            else None
+        )
+        if fast is not None:
+            z2, d2, dof = fast
+            return log10_chi2_tail(d2, dof), z2, dof
         mean, var = s[key + "mean"][slots], s[key + "var"][slots]  # (B, T)
         missing = np.isnan(x)
         sd = np.sqrt(var)
@@ -271,7 +282,8 @@ class GaussianScorer(Scorer):
         var += delta
         var *= 1.0 - a
         np.maximum(var, 1e-12, out=var)
-        s[key + "mean"][slots], s[key + "var"][slots] = mean, var
+        if not isinstance(slots, slice):  # views were updated in place already
+            s[key + "mean"][slots], s[key + "var"][slots] = mean, var
         return log10_p, z2, dof
 
     def evidence(
@@ -342,8 +354,10 @@ class LikelihoodScorer(GaussianScorer):
 
 
 def _shares(z2: np.ndarray) -> np.ndarray:
+    """Each target's share of ``z2``'s row; rows without evidence stay 0. In place: ``z2`` is
+    the caller's own scratch."""
     total = z2.sum(axis=1, keepdims=True)
-    return np.divide(z2, total, out=np.zeros_like(z2), where=total > 0)
+    return np.divide(z2, np.where(total > 0, total, 1.0), out=z2)
 
 
 SCORERS: dict[str, type[Scorer]] = {"gaussian": GaussianScorer, "likelihood": LikelihoodScorer}

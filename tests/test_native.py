@@ -37,7 +37,7 @@ def test_tanh_approximation_is_float32_accurate_everywhere(fresh) -> None:
 @needs_cc
 def test_library_is_built_once_and_then_read_from_the_cache(fresh, monkeypatch) -> None:
     assert native.library() is not None
-    built = list((fresh / "native").glob("lstm_cell-*.so"))
+    built = list((fresh / "native").glob("kernels-*.so"))
     assert len(built) == 1 and not list((fresh / "native").glob("*.tmp"))
     native.library.cache_clear()
     calls = []
@@ -95,28 +95,32 @@ def test_missing_sgemm_keeps_the_native_cell_only(fresh, monkeypatch) -> None:
 
 
 @needs_cc
+@pytest.mark.parametrize("rows", [20, 2 * native.STEP_BLOCK + 7])  # one block; several
 @pytest.mark.parametrize("mode", ["native step", "native cell", "eager"])
-def test_every_kernel_matches_the_reference_on_views_of_the_state(fresh, monkeypatch, mode) -> None:
+def test_every_kernel_matches_the_reference_on_views_of_the_state(
+    fresh, monkeypatch, mode, rows
+) -> None:
     """The engine steps a run of slots on views of its (layers, slots, hidden) slabs: rows
     ``hidden`` floats apart, layers ``slots * hidden`` apart. Each kernel must update them in
-    place and leave every other row alone."""
+    place and leave every other row alone; the C step also goes through them in blocks."""
     if mode == "native cell":
         monkeypatch.setattr(native, "_torch_sgemm", lambda: None)
     torch.manual_seed(0)
     model = LSTMForecaster(ModelArgs(5, 3, 24, 2, residual=True)).eval()
     kernel = FusedStep(model, use_native=mode != "eager")
     assert kernel.kernel == mode
-    h_slab, c_slab = torch.randn(2, 50, 24), torch.randn(2, 50, 24) * 2
-    x = torch.randn(20, 5)
+    end = 10 + rows
+    h_slab, c_slab = torch.randn(2, end + 20, 24), torch.randn(2, end + 20, 24) * 2
+    x = torch.randn(rows, 5)
     with torch.inference_mode():
-        ref, (h_ref, c_ref) = model.step(x, (h_slab[:, 10:30].clone(), c_slab[:, 10:30].clone()))
+        ref, (h_ref, c_ref) = model.step(x, (h_slab[:, 10:end].clone(), c_slab[:, 10:end].clone()))
         before = h_slab.clone(), c_slab.clone()
-        out = kernel(x, h_slab[:, 10:30], c_slab[:, 10:30])
+        out = kernel(x, h_slab[:, 10:end], c_slab[:, 10:end])
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(h_slab[:, 10:30], h_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(c_slab[:, 10:30], c_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h_slab[:, 10:end], h_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c_slab[:, 10:end], c_ref, atol=1e-5, rtol=1e-5)
     for slab, old in zip((h_slab, c_slab), before, strict=True):
-        assert torch.equal(slab[:, :10], old[:, :10]) and torch.equal(slab[:, 30:], old[:, 30:])
+        assert torch.equal(slab[:, :10], old[:, :10]) and torch.equal(slab[:, end:], old[:, end:])
 
 
 @needs_cc

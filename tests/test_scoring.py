@@ -165,3 +165,31 @@ def test_scores_of_a_run_of_slots_equal_those_of_the_same_slots_shuffled() -> No
         np.testing.assert_array_equal(ca[order], cb)
     for key in a.slabs:
         np.testing.assert_array_equal(a.slabs[key], b.slabs[key])
+
+
+@pytest.mark.parametrize("kind", sorted(SCORERS))
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_native_gaussian_pass_equals_the_numpy_reference(kind: str, shuffled: bool) -> None:
+    """The C pass and the NumPy code score alike and leave the same statistics, missing values,
+    huge errors and both kinds of slot index (a run, or scattered) included."""
+    from detector import native
+
+    if native.library() is None:
+        pytest.skip("native library unavailable here")
+    rng = np.random.default_rng(11)
+    errs = rng.standard_normal((80, 12, 5))
+    errs[50, 3] += 40.0
+    errs[60, 4, :2] = 1e30
+    errs[rng.random(errs.shape) < 0.05] = np.nan
+    errs[70, 6] = np.nan  # a reading with every target missing
+    slots = rng.permutation(12) if shuffled else np.arange(12)
+    cfg = ScorerConfig(**{**CFG.__dict__, "kind": kind})
+    fast, ref = (make_scorer(cfg, np.full(5, 0.7), 12) for _ in range(2))
+    ref.native = False
+    for e in errs:
+        s1, c1 = fast.score(slots, e, e * 0.3 + 1.0)
+        s2, c2 = ref.score(slots, e, e * 0.3 + 1.0)
+        np.testing.assert_allclose(s1, s2, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(c1, c2, rtol=1e-9, atol=1e-12)
+    for key in ref.slabs:
+        np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-9, atol=1e-12)

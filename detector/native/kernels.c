@@ -1,11 +1,13 @@
-/* The LSTM cell's elementwise half, fused: gate activations, the cell update and h, in one pass.
+/* detector's hot loops in C: the LSTM step's elementwise half and the scorer's Gaussian test,
+ * each one vectorised pass where eager PyTorch or NumPy makes many.
  *
  * Compiled on the machine that runs it (detector/native/__init__.py) with -O3 -march=native, so
- * GCC or clang vectorises the inner loop with that CPU's widest float vectors. Activations use
+ * GCC or clang vectorises the inner loops with that CPU's widest vectors. LSTM activations use
  * one rational approximation of tanh (Eigen's, accurate to ~3e-7 over all of float32), with
  * sigmoid(x) = (1 + tanh(x / 2)) / 2: only multiplies, adds, one divide and two clamps, which
  * vectorise, where libm's expf/tanhf would not.
  */
+#include <math.h>
 #include <stdint.h>
 
 static inline float tanh_approx(float x) {
@@ -84,28 +86,77 @@ static void fill_rows(float *out, const float *row, int64_t batch, int64_t n) {
  * x (B, n_in) contiguous; h, c (layers, B, H) updated in place, layer_stride and row_stride
  * floats apart (both tensors alike); w_ih[l] (in, 4H), w_hh[l] (H, 4H), bias[l] (4H) as
  * FusedStep keeps them (cell-gate columns scaled by 1 / g_scale); head_w (H, T), head_b (T);
- * gates a (B, 4H) scratch buffer; out (B, T) the forecast (+ x[:, :T] when residual). */
+ * gates a (block, 4H) scratch buffer; out (B, T) the forecast (+ x[:, :T] when residual).
+ *
+ * Streams go through every layer in blocks of `block` rows, so that a block's gates stay in
+ * the core's cache between the two matmuls that write them and the cell that reads them. */
 void detector_lstm_step(void *sgemm_ptr, int64_t layers, int64_t batch, int64_t hidden,
                         int64_t n_in, int64_t n_out, const float *x, const float *const *w_ih,
                         const float *const *w_hh, const float *const *bias, const float *head_w,
                         const float *head_b, float *h, float *c, int64_t layer_stride,
                         int64_t row_stride, float *gates, float *out, int64_t residual,
-                        float g_scale) {
+                        float g_scale, int64_t block) {
     sgemm_fn sgemm = (sgemm_fn)sgemm_ptr;
     const int64_t g4 = 4 * hidden;
-    for (int64_t l = 0; l < layers; l++) {
-        const float *inp = l == 0 ? x : h + (l - 1) * layer_stride;
-        fill_rows(gates, bias[l], batch, g4);
-        matmul_acc(sgemm, inp, l == 0 ? n_in : row_stride, w_ih[l], l == 0 ? n_in : hidden, g4,
-                   gates, batch);
-        matmul_acc(sgemm, h + l * layer_stride, row_stride, w_hh[l], hidden, g4, gates, batch);
-        detector_lstm_cell(gates, c + l * layer_stride, h + l * layer_stride, batch, hidden, g4,
-                           row_stride, row_stride, g_scale);
+    for (int64_t b0 = 0; b0 < batch; b0 += block) {
+        const int64_t nb = batch - b0 < block ? batch - b0 : block;
+        const float *xb = x + b0 * n_in;
+        float *hb = h + b0 * row_stride, *cb = c + b0 * row_stride, *ob = out + b0 * n_out;
+        for (int64_t l = 0; l < layers; l++) {
+            const float *inp = l == 0 ? xb : hb + (l - 1) * layer_stride;
+            fill_rows(gates, bias[l], nb, g4);
+            matmul_acc(sgemm, inp, l == 0 ? n_in : row_stride, w_ih[l], l == 0 ? n_in : hidden,
+                       g4, gates, nb);
+            matmul_acc(sgemm, hb + l * layer_stride, row_stride, w_hh[l], hidden, g4, gates, nb);
+            detector_lstm_cell(gates, cb + l * layer_stride, hb + l * layer_stride, nb, hidden,
+                               g4, row_stride, row_stride, g_scale);
+        }
+        fill_rows(ob, head_b, nb, n_out);
+        matmul_acc(sgemm, hb + (layers - 1) * layer_stride, row_stride, head_w, hidden, n_out,
+                   ob, nb);
+        if (residual)
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t j = 0; j < n_out; j++) ob[b * n_out + j] += xb[b * n_in + j];
     }
-    fill_rows(out, head_b, batch, n_out);
-    matmul_acc(sgemm, h + (layers - 1) * layer_stride, row_stride, head_w, hidden, n_out, out,
-               batch);
-    if (residual)
-        for (int64_t b = 0; b < batch; b++)
-            for (int64_t j = 0; j < n_out; j++) out[b * n_out + j] += x[b * n_in + j];
+}
+
+/* One EWMA Gaussian test of the scorer (detector/scoring.py, GaussianScorer._gaussian) in one
+ * pass instead of ~17 NumPy passes, for B rows of D values, in float64:
+ *   z = (x - mean) / sqrt(var), 0 where x is missing (NaN); z2 = z^2 (B, D); d2 = sum z2 (B,);
+ *   dof = D - missing (B,); then, with the deviation clipped at `clip` sigmas,
+ *   mean += a dev, var = max((var + a dev^2)(1 - a), 1e-12), a = alpha[b].
+ * The statistics are slab rows: rows[b] when rows is given, else row0 + b; ld_s floats apart. */
+void detector_gaussian(const double *restrict x, int64_t ld_x, double *restrict mean,
+                       double *restrict var, const int64_t *restrict rows, int64_t row0,
+                       int64_t ld_s, int64_t batch, int64_t dim, const double *restrict alpha,
+                       double clip, double *restrict z2, double *restrict d2,
+                       int64_t *restrict dof) {
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t r = rows ? rows[b] : row0 + b;
+        const double *xb = x + b * ld_x;
+        double *m = mean + r * ld_s, *v = var + r * ld_s, *zb = z2 + b * dim;
+        const double a = alpha[b], keep = 1.0 - a;
+        for (int64_t j = 0; j < dim; j++) { /* no reductions here: this loop vectorises */
+            const double sd = sqrt(v[j]);
+            double z = (xb[j] - m[j]) / sd;
+            z = xb[j] != xb[j] ? 0.0 : z;
+            zb[j] = z * z;
+            double dev = z > clip ? clip : z;
+            dev = dev < -clip ? -clip : dev;
+            dev *= sd;
+            m[j] += a * dev;
+            double sq = dev * dev;
+            sq *= a;
+            const double nv = (v[j] + sq) * keep;
+            v[j] = nv > 1e-12 ? nv : 1e-12;
+        }
+        double acc[4] = {0.0, 0.0, 0.0, 0.0};
+        int64_t missing = 0, j = 0;
+        for (; j + 4 <= dim; j += 4)
+            for (int k = 0; k < 4; k++) acc[k] += zb[j + k];
+        for (; j < dim; j++) acc[0] += zb[j];
+        for (j = 0; j < dim; j++) missing += xb[j] != xb[j];
+        d2[b] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        dof[b] = dim - missing;
+    }
 }
