@@ -142,3 +142,15 @@ def test_native_step_handles_saturated_gates_and_huge_inputs(fresh) -> None:
     assert c.abs().max() > 10  # saturated: c grew step after step
     torch.testing.assert_close(c, c_ref, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+
+
+@needs_cc
+def test_unwritable_cache_builds_in_a_private_temporary_directory(fresh, monkeypatch) -> None:
+    """A cache that cannot be created (here a file stands where the directory should be; in a
+    pod, a read-only file system) still gives a working library, built in a private temp dir."""
+    blocker = fresh / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("DETECTOR_CACHE_DIR", str(blocker))
+    lib = native.library()
+    assert lib is not None and "detector-native-" in lib._name
+    assert native.lstm_cell() is not None

@@ -101,10 +101,21 @@ def _build(cc: str) -> Path:
     target = _cache_dir() / f"kernels-{key}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed into place: workers starting together never load a
-    # half-written library.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside the target and renamed into place: workers starting together never load
+        # a half-written library.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+    except OSError as exc:
+        # A read-only file system (a locked-down pod): build in a fresh private directory, once
+        # per process. Never in a fixed shared path, where another user could plant a library.
+        log.info(
+            "cache %s not writable (%s): building in a private temporary directory",
+            target.parent,
+            exc,
+        )
+        target = Path(tempfile.mkdtemp(prefix="detector-native-")) / target.name
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
     os.close(fd)
     try:
         done = subprocess.run(

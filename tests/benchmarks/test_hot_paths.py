@@ -16,6 +16,7 @@ from detector.bench.synthetic import synthetic_checkpoint
 from detector.codec import _binary_dtype, decode_batch
 from detector.engine import Engine, EngineConfig
 from detector.fused_step import FusedStep
+from detector.scoring import ScorerConfig, make_scorer
 
 B = 1024
 
@@ -40,9 +41,10 @@ def test_reference_step(benchmark, model, inputs) -> None:
 
 
 @pytest.mark.benchmark(group="step")
-def test_fused_step(benchmark, model, inputs) -> None:
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "eager"])
+def test_fused_step(benchmark, model, inputs, use_native) -> None:
     x, h, c = inputs
-    kernel = FusedStep(model)
+    kernel = FusedStep(model, use_native=use_native)
     with torch.inference_mode():
         out = benchmark(lambda: kernel(x, h.clone(), c.clone()))
         ref, _ = model.step(x, (h, c))
@@ -54,6 +56,17 @@ def test_matmul_bound(benchmark, model) -> None:
     bound = MatmulBound(model, B, torch.device("cpu"))
     benchmark(bound)
     assert torch.isfinite(bound.out).all()
+
+
+@pytest.mark.benchmark(group="scorer")
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "numpy"])
+def test_gaussian_scorer_video128(benchmark, use_native) -> None:
+    """The scorer on a wave of 128-wide errors: the C pass vs the NumPy reference."""
+    scorer = make_scorer(ScorerConfig(), np.ones(128), B)
+    scorer.native = use_native
+    err = np.random.default_rng(0).standard_normal((B, 128))
+    score, contrib = benchmark(scorer.score, np.arange(B), err, err * 0.5)
+    assert score.shape == (B,) and np.isfinite(contrib).all()
 
 
 @pytest.mark.benchmark(group="engine")
