@@ -94,16 +94,20 @@ class BatchResult:
         return self.alert_id != ""
 
 
-def _waves(slots: np.ndarray) -> list[np.ndarray]:
+_WHOLE = slice(None)  # the one wave of a batch with one reading per stream
+
+
+def _waves(slots: np.ndarray) -> list[np.ndarray | slice]:
     """Split a batch into waves of distinct slots: wave k holds each stream's k-th reading, in
-    arrival order. The common batch (one reading per stream) is one wave and skips the sort."""
+    arrival order. The common batch (one reading per stream) is one wave, ``_WHOLE``, found
+    without a sort."""
     n = len(slots)
     by_slot = np.argsort(slots, kind="stable")  # each stream's readings, in arrival order
     grouped = slots[by_slot]
     first = np.ones(n, bool)
     first[1:] = grouped[1:] != grouped[:-1]
     if first.all():
-        return [np.arange(n)]
+        return [_WHOLE]
     rank = np.empty(n, np.int64)
     rank[by_slot] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
     order = np.lexsort((np.arange(n), rank))  # wave 0 first; arrival order within a wave
@@ -167,9 +171,12 @@ class Engine:
                 f"need streams (N,), timestamps (N,), values (N, {self.state.n_inputs}); got "
                 f"{streams.shape}, {ts.shape}, {x.shape}"
             )
-        huge = np.abs(x) > _F32_MAX  # +-inf included; NaN compares False
-        if huge.any():
-            x = np.where(huge, np.nan, x)  # a copy: the caller's array is left alone
+        # Two reductions that skip NaN and allocate nothing (wide batches are tens of MB); only
+        # a batch that has a value beyond float32 (+-inf included) pays for the mask.
+        if x.size and (
+            np.fmax.reduce(x, axis=None) > _F32_MAX or np.fmin.reduce(x, axis=None) < -_F32_MAX
+        ):
+            x = np.where(np.abs(x) > _F32_MAX, np.nan, x)  # a copy: the caller's is left alone
         n = len(ts)
         res = BatchResult(
             stream=streams,
@@ -188,7 +195,11 @@ class Engine:
         if self.config.idle_s is not None and finite.any():
             self.forget(self.state.idle_streams(float(ts[finite].max()), self.config.idle_s))
         slots = self._slots(streams)  # (N,)
-        for idx in _waves(slots):
+        waves = _waves(slots)
+        if len(waves) == 1 and waves[0] is _WHOLE:  # the batch as it is: no copies
+            self._wave(res, np.arange(n), slots, ts, x)
+            return res
+        for idx in waves:
             self._wave(res, idx, slots[idx], ts[idx], x[idx])
         return res
 
@@ -338,7 +349,9 @@ class Engine:
         # only the forecasts made one reading earlier, the step only the imputed readings. With
         # nothing to impute the step starts first, so that it overlaps everything below.
         finish_step = None
-        if every and not np.isnan(x).any():
+        # NaN if any value is missing (the values are finite or NaN by now, and their sum cannot
+        # overflow float64): one pass, no (B, F) mask.
+        if every and not np.isnan(np.add.reduce(x, axis=None)):
             pending = st.forecast[slots]  # a copy: the step overwrites the slab
             finish_step = self._launch_step(slots, x)
             forecast = self._unscale(slots, pending)  # (B, n_targets) original units
@@ -396,15 +409,24 @@ class Engine:
         level = np.subtract(x[:, :t], st.offset[run, :t])
         level /= scale  # scaled readings
         score, contrib = self.scorer.score(slots, err, level)
-        res.forecast[idx] = forecast
-        missing = np.isnan(err)
-        if missing.any():
+        whole = len(idx) == len(res.score)  # the batch's only wave: arange, so no scatter
+        if whole:
+            res.forecast = forecast
+        else:
+            res.forecast[idx] = forecast
+        # A NaN sum says some error is missing (or infinite): one pass instead of a (B, T) mask.
+        if np.isnan(np.add.reduce(err, axis=None)):
+            missing = np.isnan(err)
             present = t - missing.sum(axis=1)
             score[present == 0] = self.config.missing_score
             sq = np.nansum(np.square(err), axis=1)
-            res.error[idx] = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
+            error = np.where(present > 0, np.sqrt(sq / np.maximum(present, 1)), np.nan)
         else:
-            res.error[idx] = np.sqrt(np.einsum("ij,ij->i", err, err) / t)
+            error = np.sqrt(np.einsum("ij,ij->i", err, err) / t)
+        if whole:
+            res.error = error
+        else:
+            res.error[idx] = error
         return score, contrib
 
     def _impute(self, slots: np.ndarray, x: np.ndarray, forecast: np.ndarray) -> np.ndarray:
@@ -421,9 +443,11 @@ class Engine:
     def _scaled(self, slots: np.ndarray, raw: np.ndarray) -> torch.Tensor:
         st, slots = self.state, rows(slots)  # read only
         if raw.ndim == 3:
-            z = (raw - st.offset[slots, None]) / st.scale[slots, None]
+            z = np.subtract(raw, st.offset[slots, None])
+            z /= st.scale[slots, None]
         else:
-            z = (raw - st.offset[slots]) / st.scale[slots]
+            z = np.subtract(raw, st.offset[slots])
+            z /= st.scale[slots]
         np.clip(z, -_Z_MAX, _Z_MAX, out=z)
         return self._to_device(z.astype(np.float32))
 
@@ -441,7 +465,10 @@ class Engine:
 
     def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:
         t, st, slots = self.n_targets, self.state, rows(slots)  # read only
-        return scaled.astype(np.float64) * st.scale[slots, :t] + st.offset[slots, :t]
+        out = scaled.astype(np.float64)
+        out *= st.scale[slots, :t]
+        out += st.offset[slots, :t]
+        return out
 
     def _launch_step(self, slots: np.ndarray, x_raw: np.ndarray) -> Callable[[], None]:
         """Start stepping ``slots`` with readings ``x_raw``; returns the call that waits for it.
