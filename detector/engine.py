@@ -34,6 +34,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from detector import native
 from detector.alerts import AlertConfig, AlertEvent, AlertTracker
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
@@ -117,6 +118,8 @@ def _waves(slots: np.ndarray) -> list[np.ndarray | slice]:
 
 class Engine:
     """Scores readings of many streams with one model; see the module docstring."""
+
+    native = True  # per-reading scaling in detector.native's C loops where built (False: NumPy)
 
     def __init__(
         self,
@@ -403,11 +406,15 @@ class Engine:
         forecast: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         st, t, run = self.state, self.n_targets, rows(slots)  # `run` to read the slabs
-        scale = st.scale[run, :t]
-        err = np.subtract(x[:, :t], forecast)
-        err /= scale  # scaled units
-        level = np.subtract(x[:, :t], st.offset[run, :t])
-        level /= scale  # scaled readings
+        fast = native.errors(x, forecast, st.offset, st.scale, run) if self.native else None
+        if fast is not None:
+            err, level = fast
+        else:
+            scale = st.scale[run, :t]
+            err = np.subtract(x[:, :t], forecast)
+            err /= scale  # scaled units
+            level = np.subtract(x[:, :t], st.offset[run, :t])
+            level /= scale  # scaled readings
         score, contrib = self.scorer.score(slots, err, level)
         whole = len(idx) == len(res.score)  # the batch's only wave: arange, so no scatter
         if whole:
@@ -442,6 +449,10 @@ class Engine:
 
     def _scaled(self, slots: np.ndarray, raw: np.ndarray) -> torch.Tensor:
         st, slots = self.state, rows(slots)  # read only
+        if raw.ndim == 2 and self.native:
+            z = native.scale_rows(raw, st.offset, st.scale, slots, _Z_MAX)
+            if z is not None:
+                return self._to_device(z)
         if raw.ndim == 3:
             z = np.subtract(raw, st.offset[slots, None])
             z /= st.scale[slots, None]
@@ -465,6 +476,10 @@ class Engine:
 
     def _unscale(self, slots: np.ndarray, scaled: np.ndarray) -> np.ndarray:
         t, st, slots = self.n_targets, self.state, rows(slots)  # read only
+        if self.native:
+            out = native.unscale_rows(scaled, st.offset, st.scale, slots)
+            if out is not None:
+                return out
         out = scaled.astype(np.float64)
         out *= st.scale[slots, :t]
         out += st.offset[slots, :t]

@@ -307,7 +307,7 @@ class GaussianScorer(Scorer):
             )
             least = np.minimum(log10_p, lp)
             log10_p = least + np.log10(2.0 - 10.0**least)  # P[min of two p <= p] = p (2 - p)
-            z2 = z2 + lz2
+            z2 += lz2  # z2 is this call's own
         warm = (count > cfg.warmup) & (dof > 0)
         return np.where(warm, log10_p, 0.0), z2, dof
 

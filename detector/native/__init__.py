@@ -39,6 +39,9 @@ __all__ = [
     "lstm_cell",
     "lstm_step",
     "gaussian",
+    "scale_rows",
+    "unscale_rows",
+    "errors",
     "native_tanh",
     "library",
     "sgemm_address",
@@ -141,6 +144,12 @@ def _bind(path: Path) -> ctypes.CDLL:
     lib.detector_gaussian.argtypes = [ptr, i64, ptr, ptr, ptr] + [i64] * 4 + [ptr]
     lib.detector_gaussian.argtypes += [ctypes.c_double, ptr, ptr, ptr]
     lib.detector_gaussian.restype = None
+    f64 = ctypes.c_double
+    lib.detector_scale.argtypes = [ptr, i64, ptr, ptr, ptr] + [i64] * 4 + [f64, ptr]
+    lib.detector_unscale.argtypes = [ptr, i64, ptr, ptr, ptr] + [i64] * 4 + [ptr]
+    lib.detector_errors.argtypes = [ptr, i64, ptr, ptr, ptr, ptr] + [i64] * 4 + [ptr, ptr]
+    for name in ("detector_scale", "detector_unscale", "detector_errors"):
+        getattr(lib, name).restype = None
     lib.detector_tanh.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     lib.detector_tanh.restype = None
     return lib
@@ -411,11 +420,7 @@ def gaussian(
     if lib is None or not _gaussian_fits(x, mean, var, alpha):
         return None
     batch, dim = x.shape
-    if isinstance(slots, slice):
-        rows, row0 = None, slots.start
-    else:
-        slots = np.ascontiguousarray(slots, np.int64)
-        rows, row0 = slots.ctypes.data, 0
+    index, rows, row0 = _row_args(slots)
     z2, d2, dof = np.empty((batch, dim)), np.empty(batch), np.empty(batch, np.int64)
     lib.detector_gaussian(
         x.ctypes.data,
@@ -434,6 +439,103 @@ def gaussian(
         dof.ctypes.data,
     )
     return z2, d2, dof
+
+
+def _row_args(slots: np.ndarray | slice) -> tuple[np.ndarray | None, int | None, int]:
+    """``(keep-alive array, rows pointer, row0)`` for the C loops' slab-row arguments."""
+    if isinstance(slots, slice):
+        return None, None, slots.start
+    index = np.ascontiguousarray(slots, np.int64)
+    return index, index.ctypes.data, 0
+
+
+def _slabs_f64(width: int, *slabs: np.ndarray) -> bool:
+    """float64 slabs with contiguous rows at least ``width`` wide, laid out alike."""
+    return (
+        all(
+            a.dtype == np.float64 and a.ndim == 2 and a.strides[1] == 8 and a.shape[1] >= width
+            for a in slabs
+        )
+        and len({a.strides for a in slabs}) == 1
+    )
+
+
+def _rows_f64(x: np.ndarray, *slabs: np.ndarray) -> bool:
+    """float64 ``x (B, D)`` with contiguous rows, and :func:`_slabs_f64` slabs for it."""
+    return (
+        x.ndim == 2
+        and x.dtype == np.float64
+        and x.strides[1] == 8
+        and _slabs_f64(x.shape[1], *slabs)
+    )
+
+
+def scale_rows(
+    x: np.ndarray, offset: np.ndarray, scale: np.ndarray, slots: np.ndarray | slice, zmax: float
+) -> np.ndarray | None:
+    """``(x - offset[slots]) / scale[slots]`` clamped to ``+-zmax``, as float32, in one pass;
+    ``None`` when the library is unavailable or the arrays do not fit."""
+    lib = library()
+    if lib is None or not _rows_f64(x, offset, scale):
+        return None
+    batch, dim = x.shape
+    index, rows, row0 = _row_args(slots)
+    out = np.empty((batch, dim), np.float32)
+    lib.detector_scale(
+        x.ctypes.data, x.strides[0] // 8, offset.ctypes.data, scale.ctypes.data, rows, row0,
+        offset.strides[0] // 8, batch, dim, zmax, out.ctypes.data,
+    )  # fmt: skip
+    return out
+
+
+def unscale_rows(
+    scaled: np.ndarray, offset: np.ndarray, scale: np.ndarray, slots: np.ndarray | slice
+) -> np.ndarray | None:
+    """``scaled * scale[slots] + offset[slots]`` in float64 (``scaled`` float32 ``(B, T)``,
+    the slabs' first T columns), in one pass; ``None`` when unavailable or not fitting."""
+    lib = library()
+    fits_f32 = scaled.ndim == 2 and scaled.dtype == np.float32 and scaled.strides[1] == 4
+    if lib is None or not fits_f32 or not _slabs_f64(scaled.shape[1], offset, scale):
+        return None
+    batch, dim = scaled.shape
+    index, rows, row0 = _row_args(slots)
+    out = np.empty((batch, dim))
+    lib.detector_unscale(
+        scaled.ctypes.data, scaled.strides[0] // 4, offset.ctypes.data, scale.ctypes.data, rows,
+        row0, offset.strides[0] // 8, batch, dim, out.ctypes.data,
+    )  # fmt: skip
+    return out
+
+
+def errors(
+    x: np.ndarray,
+    forecast: np.ndarray,
+    offset: np.ndarray,
+    scale: np.ndarray,
+    slots: np.ndarray | slice,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(x - forecast) / scale[slots]`` and ``(x - offset[slots]) / scale[slots]`` over the
+    first T columns (``forecast (B, T)`` float64 contiguous), in one pass; ``None`` when
+    unavailable or not fitting."""
+    lib = library()
+    batch, dim = forecast.shape
+    if (
+        lib is None
+        or forecast.dtype != np.float64
+        or not forecast.flags.c_contiguous
+        or x.shape[0] != batch
+        or not _rows_f64(x, offset, scale)
+        or x.shape[1] < dim
+    ):
+        return None
+    index, rows, row0 = _row_args(slots)
+    err, level = np.empty((batch, dim)), np.empty((batch, dim))
+    lib.detector_errors(
+        x.ctypes.data, x.strides[0] // 8, forecast.ctypes.data, offset.ctypes.data,
+        scale.ctypes.data, rows, row0, offset.strides[0] // 8, batch, dim, err.ctypes.data,
+        level.ctypes.data,
+    )  # fmt: skip
+    return err, level
 
 
 def _gaussian_fits(x: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: np.ndarray) -> bool:

@@ -160,3 +160,55 @@ void detector_gaussian(const double *restrict x, int64_t ld_x, double *restrict 
         dof[b] = dim - missing;
     }
 }
+
+/* The engine's per-reading scaling, one pass each (NumPy makes two to four, with temporaries
+ * that wide video waves pay for in page faults). Slab rows (offset, scale) are rows[b], or
+ * row0 + b when rows is NULL, ld_s doubles apart; the first `dim` columns are used. */
+
+/* out (B, dim) float32 = (x - offset) / scale, clamped to +-zmax: the model's input. */
+void detector_scale(const double *restrict x, int64_t ld_x, const double *restrict offset,
+                    const double *restrict scale, const int64_t *restrict rows, int64_t row0,
+                    int64_t ld_s, int64_t batch, int64_t dim, double zmax, float *restrict out) {
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t r = rows ? rows[b] : row0 + b;
+        const double *xb = x + b * ld_x, *o = offset + r * ld_s, *s = scale + r * ld_s;
+        float *ob = out + b * dim;
+        for (int64_t j = 0; j < dim; j++) {
+            double z = (xb[j] - o[j]) / s[j];
+            z = z > zmax ? zmax : z;
+            z = z < -zmax ? -zmax : z;
+            ob[j] = (float)z;
+        }
+    }
+}
+
+/* out (B, dim) float64 = f * scale + offset: scaled forecasts (float32) in original units. */
+void detector_unscale(const float *restrict f, int64_t ld_f, const double *restrict offset,
+                      const double *restrict scale, const int64_t *restrict rows, int64_t row0,
+                      int64_t ld_s, int64_t batch, int64_t dim, double *restrict out) {
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t r = rows ? rows[b] : row0 + b;
+        const float *fb = f + b * ld_f;
+        const double *o = offset + r * ld_s, *s = scale + r * ld_s;
+        double *ob = out + b * dim;
+        for (int64_t j = 0; j < dim; j++) ob[j] = (double)fb[j] * s[j] + o[j];
+    }
+}
+
+/* err = (x - forecast) / scale and level = (x - offset) / scale, (B, dim) float64 each: the
+ * scorer's two inputs, in scaled units. */
+void detector_errors(const double *restrict x, int64_t ld_x, const double *restrict forecast,
+                     const double *restrict offset, const double *restrict scale,
+                     const int64_t *restrict rows, int64_t row0, int64_t ld_s, int64_t batch,
+                     int64_t dim, double *restrict err, double *restrict level) {
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t r = rows ? rows[b] : row0 + b;
+        const double *xb = x + b * ld_x, *fb = forecast + b * dim;
+        const double *o = offset + r * ld_s, *s = scale + r * ld_s;
+        double *eb = err + b * dim, *lb = level + b * dim;
+        for (int64_t j = 0; j < dim; j++) {
+            eb[j] = (xb[j] - fb[j]) / s[j];
+            lb[j] = (xb[j] - o[j]) / s[j];
+        }
+    }
+}
