@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from detector import native
 from detector.scoring import (
     KNEE,
     SCORERS,
@@ -167,15 +168,12 @@ def test_scores_of_a_run_of_slots_equal_those_of_the_same_slots_shuffled() -> No
         np.testing.assert_array_equal(a.slabs[key], b.slabs[key])
 
 
+@pytest.mark.skipif(native.library() is None, reason="no C compiler here")
 @pytest.mark.parametrize("kind", sorted(SCORERS))
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_native_gaussian_pass_equals_the_numpy_reference(kind: str, shuffled: bool) -> None:
     """The C pass and the NumPy code score alike and leave the same statistics, missing values,
     huge errors and both kinds of slot index (a run, or scattered) included."""
-    from detector import native
-
-    if native.library() is None:
-        pytest.skip("native library unavailable here")
     rng = np.random.default_rng(11)
     errs = rng.standard_normal((80, 12, 5))
     errs[50, 3] += 40.0
