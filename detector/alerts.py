@@ -40,6 +40,7 @@ class AlertConfig:
     cooldown: int = 0  # readings after a close during which no alert opens
     top_k: int = 3  # features named per alert
     quiet: int = 250  # onset score: readings after an episode's last onset or alert (0 = off)
+    hold_while_open: bool = True  # onset score: an episode also lasts while its alert is open
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:
@@ -163,7 +164,8 @@ class AlertTracker(Slabs):
     def _onset(self, slots: np.ndarray, score: np.ndarray, was_active: np.ndarray) -> None:
         s = self.slabs
         # An episode lasts while its alert is open and `quiet` readings after its last onset.
-        age = np.where(was_active, 0, s["onset_age"][slots] + 1)
+        hold = was_active & self.config.hold_while_open
+        age = np.where(hold, 0, s["onset_age"][slots] + 1)
         live = (age <= self.config.quiet) & (self.config.quiet > 0)
         new = score > np.where(live, s["onset_peak"][slots], 0.0)
         s["onset"][slots] = np.where(new, score, 0.0)

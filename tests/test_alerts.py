@@ -96,3 +96,12 @@ def test_onset_stays_quiet_while_the_alert_is_open() -> None:
     scores = [0.6, 0.4, 0.4, 0.4, 0.4, 0.55] + [0.1] * 7 + [0.2]
     # the alert holds (0.4 >= close_at) long past quiet=2, and closes at t=10
     assert _onsets(scores, quiet=2, clear_duration=5) == [0.6] + [0] * 12 + [0.2]
+
+
+def test_onset_episode_without_the_alert_hold_ends_quiet_readings_after_its_last_onset() -> None:
+    scores = [0.6, 0.4, 0.4, 0.4, 0.4, 0.55] + [0.1] * 7 + [0.2]
+    # the same alert as above, but the episode ends quiet=2 readings after the onset at t=0:
+    # 0.55 at t=5 is a new episode's onset although the alert is still open
+    got = _onsets(scores, quiet=2, clear_duration=5, hold_while_open=False)
+    assert got == [0.6, 0, 0, 0.4, 0, 0.55, 0, 0, 0.1, 0, 0, 0.1, 0, 0.2]
+    assert _onsets(scores, quiet=2, clear_duration=5) == [0.6] + [0] * 12 + [0.2]
