@@ -379,7 +379,8 @@ class Engine:
         err = np.subtract(x[:, :t], forecast)
         err /= st.scale[slots, :t]  # scaled units
         level = (x[:, :t] - st.offset[slots, :t]) / st.scale[slots, :t]  # scaled readings
-        score, contrib = self.scorer.score(slots, err, level)
+        alerting = self.alerts.slabs["active"][slots]  # before this reading
+        score, contrib = self.scorer.score(slots, err, level, alerting)
         res.forecast[idx] = forecast
         missing = np.isnan(err)
         if missing.any():
