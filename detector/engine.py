@@ -379,8 +379,7 @@ class Engine:
         err = np.subtract(x[:, :t], forecast)
         err /= st.scale[slots, :t]  # scaled units
         level = (x[:, :t] - st.offset[slots, :t]) / st.scale[slots, :t]  # scaled readings
-        alerting = self.alerts.slabs["active"][slots]  # before this reading
-        score, contrib = self.scorer.score(slots, err, level, alerting)
+        score, contrib = self.scorer.score(slots, err, level)
         res.forecast[idx] = forecast
         missing = np.isnan(err)
         if missing.any():

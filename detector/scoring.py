@@ -79,15 +79,6 @@ def log10_chi2_tail(d2: np.ndarray, dof: np.ndarray) -> np.ndarray:
     return np.where(dof > 0, np.minimum(log10_p, 0.0), 0.0)
 
 
-def log10_sidak(log10_p: np.ndarray, k: int) -> np.ndarray:
-    """``log10`` of ``P[min of k uniform p-values <= p] = 1 - (1 - p)^k`` (Sidak), from the
-    smallest ``log10 p``; finite however small ``p``."""
-    lp = np.asarray(log10_p, np.float64)
-    with np.errstate(over="ignore", divide="ignore"):
-        exact = np.log10(-np.expm1(k * np.log1p(-(10.0 ** np.maximum(lp, -300.0)))))
-    return np.where(lp > -12.0, exact, lp + np.log10(k))
-
-
 def chi2_tail(d2: np.ndarray, dof: np.ndarray) -> np.ndarray:
     """``P[X >= d2]`` for ``X ~ chi2(dof)``; 1 where ``dof == 0``."""
     return 10.0 ** log10_chi2_tail(d2, dof)
@@ -135,8 +126,6 @@ class ScorerConfig:
     tail_events: int = 5  # weight, in exceedances, of the Gaussian tail as the initial excess
     tail_clip: float = 50.0  # an excess updates the tail as if at most this many mean excesses
     level: bool = True  # also score how far the reading itself is from the stream's usual level
-    level_fast: int = 0  # memory, in readings, of a second level test against the recent level
-    hold: int = 0  # readings an open alert may freeze the stream's statistics for (0 = never)
 
 
 class Scorer(Slabs):
@@ -150,16 +139,11 @@ class Scorer(Slabs):
         self.grow(capacity)
 
     def score(
-        self,
-        slots: np.ndarray,
-        err: np.ndarray,
-        level: np.ndarray | None = None,
-        alerting: np.ndarray | None = None,
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Score ``(B, n_targets)`` scaled forecast errors (NaN = missing) of distinct slots;
         ``level`` is the readings themselves in the stream's scaled units (used with
-        ``config.level``); ``alerting (B,)`` says which streams have an alert open (used with
-        ``config.hold``).
+        ``config.level``).
 
         Returns ``score (B,)`` in [0, 1] and ``contrib (B, n_targets)``, each target's share of
         the evidence (rows sum to 1, or 0 when there is none).
@@ -205,12 +189,7 @@ class GaussianScorer(Scorer):
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         t = len(self.error_std)
-        extra = {}  # only what the configuration uses: snapshots and memory stay as they were
-        if self.config.level_fast:  # the level over the last `level_fast` readings
-            extra |= {"fast_mean": np.zeros((n, t)), "fast_var": np.ones((n, t))}
-        if self.config.hold:  # readings in a row the statistics were frozen for
-            extra["held"] = np.zeros(n, np.int64)
-        return extra | {
+        return {
             "mean": np.zeros((n, t)),
             "var": np.tile(self.error_std**2, (n, 1)),
             "count": np.zeros(n, np.int64),
@@ -258,61 +237,34 @@ class GaussianScorer(Scorer):
         return log10_p, z2, dof
 
     def evidence(
-        self,
-        slots: np.ndarray,
-        err: np.ndarray,
-        level: np.ndarray | None = None,
-        alerting: np.ndarray | None = None,
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``log10`` tail probability, per-target squared z and degrees of freedom; updates the
-        statistics (not while ``config.hold`` freezes them, see :meth:`_learning`)."""
+        statistics."""
         cfg, s = self.config, self.slabs
         count = s["count"][slots] + 1
-        learn = self._learning(slots, alerting)
-        alpha = learn / np.minimum(count + cfg.prior, cfg.horizon)
+        alpha = 1.0 / np.minimum(count + cfg.prior, cfg.horizon)
         log10_p, z2, dof = self._gaussian(slots, err, "", alpha)
         s["count"][slots] = count
         if cfg.tail:
-            log10_p = calibrate_tail(s, slots, -log10_p, (dof > 0) & (learn > 0), cfg)
-        tests = [log10_p]
+            log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
         if cfg.level and level is not None:
             # The level follows drift at the slow pace of `horizon` and has no learnt tail: a
-            # sustained shift (a closed valve) keeps its evidence while it lasts.
-            lp, lz2, _ = self._gaussian(slots, level, "level_", learn / cfg.horizon)
-            tests.append(lp)
+            # sustained shift (a closed valve) keeps its evidence while it lasts. Two tests,
+            # one answer: the smaller p, as likely as the smaller of two uniform p (Sidak).
+            lp, lz2, _ = self._gaussian(
+                slots, level, "level_", np.full(len(slots), 1 / cfg.horizon)
+            )
+            least = np.minimum(log10_p, lp)
+            log10_p = least + np.log10(2.0 - 10.0**least)  # P[min of two p <= p] = p (2 - p)
             z2 = z2 + lz2
-            if cfg.level_fast:
-                # The same against the last `level_fast` readings: a local excursion that the
-                # forecaster followed but the recent level did not show.
-                fp, fz2, _ = self._gaussian(slots, level, "fast_", learn / cfg.level_fast)
-                tests.append(fp)
-                z2 = z2 + fz2
-        if len(tests) > 1:
-            log10_p = log10_sidak(np.minimum.reduce(tests), len(tests))
         warm = (count > cfg.warmup) & (dof > 0)
         return np.where(warm, log10_p, 0.0), z2, dof
 
-    def _learning(self, slots: np.ndarray, alerting: np.ndarray | None) -> np.ndarray:
-        """``(B,)`` 1.0 where this reading may update the statistics, else 0.0.
-
-        With ``config.hold`` an open alert freezes its stream's statistics, so that an anomaly
-        lasting hundreds of readings is not learnt as the new normal while it is still being
-        reported, but for at most ``hold`` readings in a row: a change that stays is learnt.
-        """
-        if not self.config.hold or alerting is None:
-            return np.ones(len(slots))
-        held = np.where(alerting, self.slabs["held"][slots] + 1, 0)
-        self.slabs["held"][slots] = held
-        return (~alerting | (held > self.config.hold)).astype(np.float64)
-
     def score(
-        self,
-        slots: np.ndarray,
-        err: np.ndarray,
-        level: np.ndarray | None = None,
-        alerting: np.ndarray | None = None,
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        log10_p, z2, _ = self.evidence(slots, err, level, alerting)
+        log10_p, z2, _ = self.evidence(slots, err, level)
         return surprise_log10(log10_p), _shares(z2)
 
 
@@ -327,13 +279,9 @@ class LikelihoodScorer(GaussianScorer):
         }
 
     def score(
-        self,
-        slots: np.ndarray,
-        err: np.ndarray,
-        level: np.ndarray | None = None,
-        alerting: np.ndarray | None = None,
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        log10_p, z2, _ = self.evidence(slots, err, level, alerting)
+        log10_p, z2, _ = self.evidence(slots, err, level)
         s, cfg = self.slabs, self.config
         steps = s["steps"][slots]
         # As a standard normal quantile the per-reading evidence is N(0, 1) on normal data, so

@@ -9,7 +9,6 @@ from detector.scoring import (
     ScorerConfig,
     chi2_tail,
     log10_chi2_tail,
-    log10_sidak,
     make_scorer,
     probit_log10,
     surprise,
@@ -130,66 +129,3 @@ def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -
     assert np.mean(scores[True][600:650] >= 0.5) > 0.9
     assert np.mean(scores[False][600:650] >= 0.5) < 0.05
     assert np.mean(scores[True][100:600] >= 0.5) < 0.01
-
-
-def test_sidak_combines_k_tests_as_the_smallest_of_k_uniform_p() -> None:
-    lp = np.array([-0.5, -3.0, -11.9, -12.1, -400.0])
-    for k in (2, 3):
-        p = 10.0**lp
-        with np.errstate(divide="ignore"):
-            exact = np.log10(1.0 - (1.0 - p) ** k)
-        got = log10_sidak(lp, k)
-        ok = lp > -10  # where float64 can still form 1 - (1 - p)^k directly
-        np.testing.assert_allclose(got[ok], exact[ok], rtol=1e-9)
-        np.testing.assert_allclose(got[~ok], lp[~ok] + np.log10(k), atol=1e-9)
-        assert np.all(np.diff(got) < 0)  # monotone in p
-    assert log10_sidak(np.array([0.0]), 3)[0] == 0.0  # p = 1 stays 1
-
-
-def _sustained(cfg: ScorerConfig, alerting_from: int | None) -> np.ndarray:
-    """Scores of one stream whose error jumps to 6 sigmas at t=300 for good; the alert is open
-    from ``alerting_from`` on (None: never)."""
-    errs = _errors(7, n=900, b=1, t=1)
-    errs[300:] += 6.0
-    scorer = make_scorer(cfg, np.ones(1), 1)
-    slot = np.zeros(1, np.int64)
-    out = []
-    for t, e in enumerate(errs):
-        alerting = np.array([alerting_from is not None and t >= alerting_from])
-        out.append(scorer.score(slot, e, None, alerting)[0][0])
-    return np.array(out)
-
-
-def test_hold_freezes_the_statistics_while_an_alert_is_open_for_at_most_hold_readings() -> None:
-    base = {**CFG.__dict__, "horizon": 200, "tail": False, "level": False}
-    free = _sustained(ScorerConfig(**base), None)
-    held = _sustained(ScorerConfig(**{**base, "hold": 300}), alerting_from=301)
-    np.testing.assert_array_equal(free[:302], held[:302])  # identical until the alert opens
-    # Unheld, the shift is learnt as normal within a few hundred readings; held, the score
-    # stays up while the alert is open, and only after `hold` readings is the shift learnt.
-    assert free[400:600].mean() < 0.1
-    assert held[400:600].mean() > 0.7
-    assert held[700:].mean() < 0.1
-    # Without an alert state the option changes nothing.
-    np.testing.assert_array_equal(_sustained(ScorerConfig(**{**base, "hold": 300}), None), free)
-
-
-def test_fast_level_test_sees_a_local_excursion_the_slow_level_absorbs() -> None:
-    # A slow cycle (which the forecaster follows) with little noise, and a bump of 2 where the
-    # cycle crosses its mean: far from the recent level, within the whole cycle's spread.
-    rng = np.random.default_rng(8)
-    n = 1500
-    t = np.arange(n)
-    errs = rng.normal(0, 1, (n, 1, 1))
-    level = (np.sin(2 * np.pi * t / 2000) + 0.1 * rng.normal(0, 1, n))[:, None, None]
-    level[1000:1030] += 2.0
-    scores = {}
-    for fast in (0, 100):
-        cfg = ScorerConfig(**{**CFG.__dict__, "level_fast": fast})
-        scorer = make_scorer(cfg, np.ones(1), 1)
-        slot = np.zeros(1, np.int64)
-        scores[fast] = np.array(
-            [scorer.score(slot, e, x)[0][0] for e, x in zip(errs, level, strict=True)]
-        )
-    assert scores[100][1000:1030].max() >= 0.5 > scores[0][1000:1030].max()
-    assert np.mean(scores[100][300:1000] >= 0.5) < 0.01
