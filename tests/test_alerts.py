@@ -88,6 +88,10 @@ def test_onset_reports_an_episode_once_until_it_grows_or_quiet_ends() -> None:
     # 0.6, 0.7, 0.8 are new highs; the rest stay under them until quiet=4 readings pass after
     # the alert opened at 0.8 closes (t=9)
     expect = [0.1, 0.6, 0.7, 0, 0, 0, 0, 0, 0.8, 0, 0, 0, 0, 0, 0.45]
+    assert _onsets(scores, quiet=4, clear_duration=1, hold_while_open=True) == expect
+    # by default an episode ends quiet=4 readings after its last onset, open alert or not:
+    # 0.4 at t=7 (5 after 0.7) and 0.1 at t=13 (5 after 0.8) start new episodes
+    expect = [0.1, 0.6, 0.7, 0, 0, 0, 0, 0.4, 0.8, 0, 0, 0, 0, 0.1, 0.45]
     assert _onsets(scores, quiet=4, clear_duration=1) == expect
     assert _onsets(scores, quiet=0) == scores  # quiet 0: every reading reports itself
 
@@ -95,4 +99,16 @@ def test_onset_reports_an_episode_once_until_it_grows_or_quiet_ends() -> None:
 def test_onset_stays_quiet_while_the_alert_is_open() -> None:
     scores = [0.6, 0.4, 0.4, 0.4, 0.4, 0.55] + [0.1] * 7 + [0.2]
     # the alert holds (0.4 >= close_at) long past quiet=2, and closes at t=10
-    assert _onsets(scores, quiet=2, clear_duration=5) == [0.6] + [0] * 12 + [0.2]
+    got = _onsets(scores, quiet=2, clear_duration=5, hold_while_open=True)
+    assert got == [0.6] + [0] * 12 + [0.2]
+
+
+def test_onset_episode_without_the_alert_hold_ends_quiet_readings_after_its_last_onset() -> None:
+    scores = [0.6, 0.4, 0.4, 0.4, 0.4, 0.55] + [0.1] * 7 + [0.2]
+    # the same alert as above, but the episode ends quiet=2 readings after the onset at t=0:
+    # 0.55 at t=5 is a new episode's onset although the alert is still open
+    got = _onsets(scores, quiet=2, clear_duration=5, hold_while_open=False)
+    assert got == [0.6, 0, 0, 0.4, 0, 0.55, 0, 0, 0.1, 0, 0, 0.1, 0, 0.2]
+    assert _onsets(scores, quiet=2, clear_duration=5) == got  # the default
+    got = _onsets(scores, quiet=2, clear_duration=5, hold_while_open=True)
+    assert got == [0.6] + [0] * 12 + [0.2]

@@ -1,0 +1,340 @@
+"""The development benchmark: simulated labelled streams for tuning without NAB or SKAB.
+
+Every scoring and alerting default that was *tuned* (rather than set by reasoning) was chosen on
+this set, never on a test benchmark's labels (see docs/accuracy.md). It is made by our own
+simulators with fixed seeds, so the same command writes the same bytes:
+
+    python scripts/devset.py generate --out /tmp/devset
+    python scripts/devset.py generate --out /tmp/devset1 --seed 1
+    python scripts/devset.py compare --dir /tmp/devset --dir /tmp/devset1 --variant ...
+
+Four groups, each a ``train/`` directory (anomaly-free) and a ``test/`` directory (labelled
+anomalies, in the test part only), each readable by
+``detector evaluate --train DIR/<group>/train --test DIR/<group>/test``:
+
+* ``uni``: univariate streams of many shapes, one column ``value``: seasonal or not (periods of
+  48 to 288 rows, one or two harmonics), trending or random-walk drift, Gaussian, heavy-tailed
+  (Student t), autocorrelated (AR(1)) or count (Poisson) noise, noise levels from a tenth to
+  the whole of the signal's spread;
+* ``telemetry``: 5-channel streams built the same way from two shared latent factors, channels
+  of different noise kinds side by side;
+* ``sensors``: the sensor-fleet simulator (``detector simulate sensors``), 4 channels;
+* ``driven``: the sensor-fleet simulator with 2 setpoint covariates driving 3 targets
+  (evaluate with ``--covariates setpoint_0,setpoint_1``).
+
+Anomalies are the simulators' injectors (``simulators.injectors``): spikes, level shifts,
+drifts, stuck values, noise bursts, correlation breaks (multivariate groups) and dropouts.
+Generated data is never committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from detector.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from detector.cli_evaluate import PROFILES
+from detector.csvio import read_dataset, write_series
+from detector.detection_metrics import evaluate_streams
+from detector.engine import EngineConfig
+from detector.evaluation import EvalSpec, metrics_for, score_streams
+from detector.series import Series
+from detector.training import train
+from simulators.anomalies import SENSOR_KINDS, inject_anomalies
+from simulators.injectors import Scale
+from simulators.sensors import DEFAULT_START, SensorFleetConfig, simulate_sensors
+
+GROUPS = ("uni", "telemetry", "sensors", "driven")
+COVARIATES = {"driven": ("setpoint_0", "setpoint_1")}
+TRAIN_ROWS, TEST_ROWS, ANOMALIES = 1200, 2400, 3
+UNI_KINDS = tuple(k for k in SENSOR_KINDS if k != "correlation_break")
+
+
+def _noise(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+    """Unit-variance noise of ``kind``."""
+    if kind == "t":  # heavy tails: routine outliers that are not anomalies
+        return rng.standard_t(3, n) / np.sqrt(3.0)
+    if kind == "ar":
+        phi = rng.uniform(0.5, 0.9)
+        e = rng.standard_normal(n) * np.sqrt(1 - phi**2)
+        out = np.empty(n)
+        out[0] = rng.standard_normal()
+        for i in range(1, n):
+            out[i] = phi * out[i - 1] + e[i]
+        return out
+    return rng.standard_normal(n)
+
+
+def _latent(rng: np.random.Generator, n: int) -> np.ndarray:
+    """One latent factor in standard units: seasonality, trend or drift, or nothing much."""
+    t = np.arange(n, dtype=np.float64)
+    out = np.zeros(n)
+    if rng.random() < 0.75:
+        period = float(rng.choice([48, 96, 144, 288]))
+        out += rng.uniform(0.7, 1.5) * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi))
+        if rng.random() < 0.5:  # a second harmonic: a sharper daily shape
+            out += rng.uniform(0.2, 0.6) * np.sin(4 * np.pi * t / period + rng.uniform(0, 6.3))
+    trend = rng.choice(["none", "linear", "walk"], p=[0.4, 0.3, 0.3])
+    if trend == "linear":
+        out += rng.uniform(-1.5, 1.5) * t / n
+    elif trend == "walk":
+        walk = np.cumsum(rng.standard_normal(n)) * 0.02
+        out += walk - walk[0]
+    return out
+
+
+def _custom(name: str, features: int, rng: np.random.Generator) -> tuple[np.ndarray, Scale]:
+    """``(TRAIN_ROWS + TEST_ROWS, features)`` clean values of one stream, and its scale."""
+    n = TRAIN_ROWS + TEST_ROWS
+    latents = np.stack([_latent(rng, n) for _ in range(2 if features > 1 else 1)], axis=1)
+    loadings = rng.standard_normal((latents.shape[1], features))
+    loadings /= np.linalg.norm(loadings, axis=0, keepdims=True)
+    signal = latents @ loadings
+    values = np.empty((n, features))
+    sigma, noise_sd = np.empty(features), np.empty(features)
+    for j in range(features):
+        spread = max(float(signal[:TRAIN_ROWS, j].std()), 0.3)
+        kind = rng.choice(["gauss", "t", "ar", "count"], p=[0.4, 0.25, 0.2, 0.15])
+        ratio = 10.0 ** rng.uniform(-1.0, 0.0)  # noise sd from 0.1 to 1 of the signal spread
+        scale, offset = 10.0 ** rng.uniform(-2, 3), rng.uniform(2.0, 10.0)
+        if kind == "count":  # a count metric (requests per interval): Poisson around a rate
+            rate = rng.uniform(5.0, 50.0)
+            lam = rate * np.exp(0.4 * signal[:, j] / spread)
+            values[:, j] = rng.poisson(lam).astype(np.float64)
+            sigma[j], noise_sd[j] = float(values[:TRAIN_ROWS, j].std()), float(np.sqrt(rate))
+            continue
+        sd = ratio * spread
+        values[:, j] = scale * (offset + signal[:, j] + sd * _noise(rng, str(kind), n))
+        sigma[j] = scale * float(np.sqrt(spread**2 + sd**2))
+        noise_sd[j] = scale * sd
+    return values, Scale(sigma=sigma, noise=noise_sd)
+
+
+def _split(
+    name: str,
+    t: np.ndarray,
+    values: np.ndarray,
+    columns: tuple[str, ...],
+    targets: int,
+    kinds: tuple[str, ...],
+    scale: Scale,
+    rng: np.random.Generator,
+) -> tuple[Series, Series, list]:
+    """Train part clean; anomalies injected into the test part only."""
+    train = Series(
+        name, t[:TRAIN_ROWS], values[:TRAIN_ROWS].copy(), columns, np.zeros(TRAIN_ROWS, np.uint8)
+    )
+    test_values = values[TRAIN_ROWS:].copy()
+    labels, specs = inject_anomalies(
+        test_values,
+        t[TRAIN_ROWS:],
+        name,
+        columns,
+        np.arange(targets),
+        ANOMALIES,
+        kinds,
+        rng,
+        scale,
+    )
+    return train, Series(name, t[TRAIN_ROWS:], test_values, columns, labels), specs
+
+
+def _custom_group(group: str, streams: int, features: int, seed: int) -> list[tuple]:
+    out = []
+    columns = ("value",) if features == 1 else tuple(f"m{j}" for j in range(features))
+    kinds = UNI_KINDS if features == 1 else SENSOR_KINDS
+    for s in range(streams):
+        rng = np.random.default_rng([seed, GROUPS.index(group), s])
+        name = f"{group}-{s:02d}"
+        values, scale = _custom(name, features, rng)
+        t = DEFAULT_START + 300.0 * np.arange(len(values))
+        out.append(_split(name, t, values, columns, features, kinds, scale, rng))
+    return out
+
+
+def _sensor_group(group: str, streams: int, features: int, covariates: int, seed: int):
+    """The fleet simulator: an anomaly-free training run, then the test run that follows it."""
+    base = SensorFleetConfig(
+        streams=streams,
+        features=features,
+        covariates=covariates,
+        seed=seed + 100 * GROUPS.index(group),
+        interval_s=60.0,
+    )
+    train = simulate_sensors(dataclasses.replace(base, length=TRAIN_ROWS, anomalies_per_stream=0))
+    test = simulate_sensors(
+        dataclasses.replace(
+            base,
+            length=TEST_ROWS,
+            anomalies_per_stream=ANOMALIES,
+            start=DEFAULT_START + 60.0 * TRAIN_ROWS,
+        )
+    )
+    return [
+        (dataclasses.replace(a, labels=np.zeros(len(a), np.uint8)), b, specs)
+        for a, b, specs in zip(
+            train.series,
+            test.series,
+            [[x for x in test.anomalies if x.stream == b.name] for b in test.series],
+            strict=True,
+        )
+    ]
+
+
+def generate(out: Path, seed: int = 0) -> None:
+    """Write every group's ``train/`` and ``test/`` CSVs below ``out``."""
+    groups = {
+        "uni": _custom_group("uni", 12, 1, seed),
+        "telemetry": _custom_group("telemetry", 5, 5, seed),
+        "sensors": _sensor_group("sensors", 4, 4, 0, seed),
+        "driven": _sensor_group("driven", 4, 3, 2, seed),
+    }
+    kinds: dict[str, int] = {}
+    for group, pairs in groups.items():
+        anomalies = []
+        for fit, test, specs in pairs:
+            for part, s in (("train", fit), ("test", test)):
+                write_series(s, out / group / part / f"{s.name}.csv")
+            anomalies += [a.to_dict() for a in specs]
+        for a in anomalies:
+            kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
+        text = json.dumps({"anomalies": anomalies}, indent=2) + "\n"
+        (out / group / "anomalies.json").write_text(text)
+    print(
+        f"dev set written to {out}: "
+        + ", ".join(f"{g} {len(p)} streams" for g, p in groups.items())
+        + "; anomalies: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+    )
+
+
+def _value(text: str):
+    low = text.lower()
+    if low in ("true", "on", "false", "off"):
+        return low in ("true", "on")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, EngineConfig]:
+    """``name:scorer.tail_clip=5,alerts.quiet=0`` → ``(name, EngineConfig)`` off ``base``."""
+    base = base or EngineConfig(device="cpu")
+    name, _, spec = text.partition(":")
+    parts: dict[str, dict] = {"scorer": {}, "alerts": {}}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        section, _, field = key.strip().partition(".")
+        if section not in parts or not field:
+            raise SystemExit(f"variant {name!r}: expected scorer.FIELD=V or alerts.FIELD=V")
+        parts[section][field] = _value(value.strip())
+    return name, dataclasses.replace(
+        base,
+        scorer=dataclasses.replace(base.scorer, **parts["scorer"]),
+        alerts=dataclasses.replace(base.alerts, **parts["alerts"]),
+    )
+
+
+def _checkpoint(root: Path, group: str, spec: EvalSpec) -> Checkpoint:
+    """The group's model, trained once (training seed fixed) and cached beside the data."""
+    path = root / ".models" / f"{group}.pt"
+    if path.exists():
+        return load_checkpoint(path)
+    cfg = dataclasses.replace(spec.train, covariates=COVARIATES.get(group, ()), device="cpu")
+    ckpt = train(read_dataset(root / group / "train"), cfg).to_checkpoint()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, ckpt)
+    return ckpt
+
+
+def compare(roots: list[Path], variants: list[str], groups: tuple[str, ...] = GROUPS) -> list[dict]:
+    """Score the test streams of ``groups`` (of every dev set in ``roots``, pooled) with each
+    variant's engine (same models); print and return each variant's pooled metrics: event
+    P/R/F1 of the alerts, point F1, and NAB scores at the corpus-optimal threshold over the
+    onset scores, as ``detector evaluate`` reports them."""
+    spec = EvalSpec()
+    keys = [(r, g) for r in roots for g in groups]
+    models = {k: _checkpoint(k[0], k[1], spec) for k in keys}
+    tests = {k: read_dataset(k[0] / k[1] / "test") for k in keys}
+    rows = []
+    for text in variants:
+        name, engine = parse_variant(text)
+        t0 = time.perf_counter()
+        series, outs, by_group = [], [], {}
+        for k in keys:
+            out = score_streams(models[k], tests[k], engine)
+            by_group.setdefault(k[1], []).extend(
+                (s.labels, o.flag) for s, o in zip(tests[k], out, strict=True)
+            )
+            series += tests[k]
+            outs += out
+        per_group = {g: evaluate_streams(v)["event"]["f1"] for g, v in by_group.items()}
+        m = metrics_for(series, outs)
+        nab = m["nab_at_optimal_threshold"]["profiles"]
+        row = {
+            "variant": name,
+            "event_p": m["event"]["precision"],
+            "event_r": m["event"]["recall"],
+            "event_f1": m["event"]["f1"],
+            "point_f1": m["point"]["f1"],
+            **{f"nab_{k}": nab[k]["normalised"] for k in PROFILES},
+            **{f"f1_{g}": v for g, v in per_group.items()},
+        }
+        rows.append(row)
+        print(
+            f"{name:28s} eventP {row['event_p']:.3f} R {row['event_r']:.3f} "
+            f"F1 {row['event_f1']:.3f} | point F1 {row['point_f1']:.3f} | NAB "
+            + " / ".join(f"{row['nab_' + k]:.1f}" for k in PROFILES)
+            + " | "
+            + " ".join(f"{g} {v:.3f}" for g, v in per_group.items())
+            + f" ({time.perf_counter() - t0:.0f}s)",
+            flush=True,
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate", help="write the dev set")
+    g.add_argument("--out", required=True, type=Path)
+    g.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("compare", help="score the dev set's test streams with each variant")
+    c.add_argument(
+        "--dir",
+        required=True,
+        type=Path,
+        action="append",
+        help="a directory `generate` wrote (repeatable: the dev sets are pooled)",
+    )
+    c.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:scorer.FIELD=V,alerts.FIELD=V (repeatable); default: the shipped defaults",
+    )
+    c.add_argument("--groups", default=",".join(GROUPS), help="comma list of groups")
+    c.add_argument("--json", type=Path, help="also write the rows here")
+    args = p.parse_args(argv)
+    if args.cmd == "generate":
+        generate(args.out, args.seed)
+        return 0
+    rows = compare(args.dir, args.variant or ["defaults:"], tuple(args.groups.split(",")))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
