@@ -134,24 +134,27 @@ def _build(cc: str) -> Path:
 
 
 def _bind(path: Path) -> ctypes.CDLL:
+    """Load the library and declare each function's C signature (see kernels.c)."""
     lib = ctypes.CDLL(str(path))
-    i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
-    lib.detector_lstm_step.argtypes = [ptr] + [i64] * 5 + [ptr] * 8 + [i64] * 2 + [ptr] * 2
-    lib.detector_lstm_step.argtypes += [i64, f32, i64]
-    lib.detector_lstm_step.restype = None
-    lib.detector_lstm_cell.argtypes = [ptr] * 3 + [i64] * 5 + [f32]
-    lib.detector_lstm_cell.restype = None
-    lib.detector_gaussian.argtypes = [ptr, i64, ptr, ptr, ptr] + [i64] * 4 + [ptr]
-    lib.detector_gaussian.argtypes += [ctypes.c_double, ptr, ptr, ptr]
-    lib.detector_gaussian.restype = None
-    f64 = ctypes.c_double
-    lib.detector_scale.argtypes = [ptr, i64, ptr, ptr, ptr] + [i64] * 4 + [f64, ptr]
-    lib.detector_unscale.argtypes = [ptr, i64, ptr, ptr, ptr] + [i64] * 4 + [ptr]
-    lib.detector_errors.argtypes = [ptr, i64, ptr, ptr, ptr, ptr] + [i64] * 4 + [ptr, ptr]
-    for name in ("detector_scale", "detector_unscale", "detector_errors"):
-        getattr(lib, name).restype = None
-    lib.detector_tanh.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-    lib.detector_tanh.restype = None
+    i64, ptr, f32, f64 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_double
+    rows = [ptr, i64, i64]  # rows pointer (or NULL), row0, slab row stride
+    signatures = {
+        "detector_lstm_step": [ptr]
+        + [i64] * 5
+        + [ptr] * 8
+        + [i64] * 2
+        + [ptr] * 2
+        + [i64, f32, i64],
+        "detector_lstm_cell": [ptr] * 3 + [i64] * 5 + [f32],
+        "detector_gaussian": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr, f64, ptr, ptr, ptr],
+        "detector_scale": [ptr, i64, ptr, ptr, *rows, i64, i64, f64, ptr],
+        "detector_unscale": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr],
+        "detector_errors": [ptr, i64, ptr, ptr, ptr, *rows, i64, i64, ptr, ptr],
+        "detector_tanh": [ptr, ptr, i64],
+    }
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
     return lib
 
 
