@@ -102,13 +102,18 @@ def validate_kinds(kinds: Sequence[str], allowed: Sequence[str]) -> tuple[str, .
 
 
 def place_anomalies(
-    n: int, count: int, kinds: Sequence[str], rng: np.random.Generator
+    n: int,
+    count: int,
+    kinds: Sequence[str],
+    rng: np.random.Generator,
+    durations: dict[str, tuple[int, int]] | None = None,
 ) -> list[tuple[str, int, int]]:
     """Choose ``count`` non-overlapping ``(kind, start, end)`` intervals in ``n`` rows.
 
     The rows after the clean start are cut into ``count`` equal slots with one anomaly each,
     kept at least a gap (a tenth of a slot, one row at least) from the slot's edges, so
-    anomalies never touch each other, the clean start, or the last row.
+    anomalies never touch each other, the clean start, or the last row. ``durations`` (default
+    :data:`DURATIONS`) gives each kind's (shortest, longest) rows.
     """
     if count <= 0:
         return []
@@ -124,7 +129,7 @@ def place_anomalies(
     chosen = rng.choice(np.asarray(kinds), size=count)
     placed = []
     for i, kind in enumerate(chosen.tolist()):
-        shortest, longest = DURATIONS[kind]
+        shortest, longest = (durations or DURATIONS)[kind]
         length = int(rng.integers(min(shortest, room), min(longest, room) + 1))
         start = first + i * slot + gap + int(rng.integers(0, room - length + 1))
         placed.append((kind, start, start + length))
@@ -148,6 +153,7 @@ def inject_anomalies(
     kinds: Sequence[str],
     rng: np.random.Generator,
     scale: Scale,
+    durations: dict[str, tuple[int, int]] | None = None,
 ) -> tuple[np.ndarray, list[AnomalySpec]]:
     """Inject ``count`` anomalies into ``values`` in place; return ``(labels, specs)``.
 
@@ -156,7 +162,7 @@ def inject_anomalies(
     """
     labels = np.zeros(len(values), dtype=np.uint8)
     specs = []
-    for kind, start, end in place_anomalies(len(values), count, kinds, rng):
+    for kind, start, end in place_anomalies(len(values), count, kinds, rng, durations):
         cols = _pick_columns(kind, np.asarray(eligible), rng)
         INJECTORS[kind](values, start, end, cols, rng, scale)
         labels[start:end] = 1

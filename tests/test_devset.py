@@ -1,6 +1,7 @@
 """The development benchmark generator (scripts/devset.py): fixed seeds, clean training parts,
 anomalies only in the test parts, readable by `detector evaluate --train --test`."""
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -52,3 +53,33 @@ def test_parse_variant(devset) -> None:
     assert default.scorer == type(default.scorer)()
     with pytest.raises(SystemExit):
         devset.parse_variant("bad:tail_clip=5")
+
+
+def test_regimes_group_holds_two_long_faults_per_stream(devset, tmp_path) -> None:
+    devset.generate(tmp_path, seed=0)
+    test = read_dataset(tmp_path / "regimes" / "test")
+    assert len(test) == 6 and test[0].values.shape[1] == 4
+    for s in test:
+        spans = devset.events(s.labels)
+        assert len(spans) == devset.REGIME_ANOMALIES
+        shortest = min(lo for lo, _ in devset.REGIME_DURATIONS.values())
+        assert all(b - a >= shortest for a, b in spans), spans
+
+
+def test_nab_windows_are_nab_shaped(devset) -> None:
+    from detector.series import Series
+
+    labels = np.zeros(1000, np.uint8)
+    labels[[100, 101, 700]] = 1  # two events: rows 100-101 and row 700
+    s = Series("s", 60.0 * np.arange(1000), np.zeros((1000, 1)), ("v",), labels)
+    # 10% of the rows shared by two events: 50 rows each, centred on each event's first row
+    assert devset.nab_windows(s) == [(60.0 * 75, 60.0 * 124), (60.0 * 675, 60.0 * 724)]
+    labels[:] = 0
+    labels[2] = 1  # near the start: clipped to the stream, width kept
+    assert devset.nab_windows(s) == [(0.0, 60.0 * 99)]
+    assert devset.nab_windows(dataclasses.replace(s, labels=np.zeros(1000, np.uint8))) == []
+
+
+def test_dev_score_weighs_the_three_checks_equally(devset) -> None:
+    row = {"event_f1": 0.6, "point_f1": 0.3, "nabw_standard": 60.0}
+    assert devset.dev_score(row) == pytest.approx(0.5)
