@@ -273,7 +273,10 @@ class Engine:
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
+            fresh = owner._fresh(len(slots))
             for k, slab in owner.slabs.items():
+                if prefix + k not in extra and k in owner.added_later:
+                    extra[prefix + k] = fresh[k]  # an older snapshot: this state starts fresh
                 got = extra.get(prefix + k)
                 if got is None or got.shape[1:] != slab.shape[1:]:
                     self.forget([self.state.names[s] for s in slots])  # nothing half-restored

@@ -36,6 +36,9 @@ class Slabs:
     """A dict of arrays, one row per slot; subclasses say what a fresh row holds."""
 
     capacity: int = 0
+    # Slabs added after snapshots were first written: a snapshot without them restores them
+    # fresh (as a new stream has them) instead of being refused, so an upgrade keeps its state.
+    added_later: frozenset[str] = frozenset()
     slabs: dict[str, np.ndarray]
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:

@@ -133,6 +133,35 @@ def test_snapshot_restore_continues_identically(ckpt, tmp_path) -> None:
     np.testing.assert_array_equal(rest.alert_id, ref.alert_id[half:])
 
 
+def test_snapshot_from_before_the_repeats_test_restores_it_fresh(ckpt, tmp_path) -> None:
+    """An upgrade, or turning `repeats` on, keeps the state: a snapshot written without the
+    repeats test restores, with that test's state fresh; a snapshot missing any other scorer
+    state is still refused."""
+    from detector.errors import DataError
+
+    from detector.scoring import ScorerConfig
+
+    feed = _fleet_feed()
+    repeats = ScorerConfig(repeats=True)
+    engine = _engine(ckpt, scorer=repeats)
+    engine.process(feed.stream, feed.timestamp, feed.values)
+    engine.snapshot(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as z:
+        arrays = dict(z)
+    old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_rep_")}
+    assert len(old) == len(arrays) - 3
+    np.savez(tmp_path / "old.npz", **old)
+    restored = _engine(ckpt, scorer=repeats)
+    assert restored.restore(tmp_path / "old.npz") == ["s0", "s1", "s2"]
+    slabs = restored.scorer.slabs
+    assert (slabs["rep_run"][:3] == -1).all() and (slabs["rep_rate"][:3] == 0.1).all()
+    np.testing.assert_array_equal(slabs["mean"][:3], arrays["extra_scorer_mean"])
+    del old["extra_scorer_mean"]
+    np.savez(tmp_path / "older.npz", **old)
+    with pytest.raises(DataError, match="lacks scorer_mean"):
+        _engine(ckpt, scorer=repeats).restore(tmp_path / "older.npz")
+
+
 def test_unseen_stream_fits_its_own_scaler(ckpt) -> None:
     s = sine_fleet(streams=1, scale=1e4, offset=3e5)[0]
     engine = _engine(ckpt)

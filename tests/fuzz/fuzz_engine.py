@@ -33,7 +33,11 @@ def _float(fdp: atheris.FuzzedDataProvider, near: float) -> float:
 
 def test_one(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    scorer = ScorerConfig(kind=("gaussian", "likelihood")[fdp.ConsumeIntInRange(0, 1)], warmup=1)
+    scorer = ScorerConfig(
+        kind=("gaussian", "likelihood")[fdp.ConsumeIntInRange(0, 1)],
+        warmup=1,
+        repeats=fdp.ConsumeBool(),
+    )
     engine = Engine(
         CKPT,
         EngineConfig(
