@@ -69,6 +69,25 @@ def test_gaussian_scorer_video128(benchmark, use_native) -> None:
     assert score.shape == (B,) and np.isfinite(contrib).all()
 
 
+@pytest.mark.benchmark(group="scorer-repeats")
+@pytest.mark.parametrize("mode", ["off", "native", "numpy"])
+def test_repeats_test_cost_video128(benchmark, mode) -> None:
+    """What the opt-in repeats test adds to a wave of 128-wide readings: off, its C pass, its
+    NumPy reference. Each round gets new readings, so runs are rare, as in real data."""
+    scorer = make_scorer(ScorerConfig(repeats=mode != "off"), np.ones(128), B)
+    scorer.native = mode != "numpy"
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal((B, 128)) for _ in range(4)]
+    turn = iter(range(10**9))
+
+    def wave() -> tuple[np.ndarray, np.ndarray]:
+        x = waves[next(turn) % 4]
+        return scorer.score(np.arange(B), x, x * 0.5)
+
+    score, contrib = benchmark(wave)
+    assert score.shape == (B,) and np.isfinite(contrib).all()
+
+
 @pytest.mark.benchmark(group="engine")
 def test_engine_wave(benchmark) -> None:
     engine = Engine(synthetic_checkpoint(8, timesteps=8), EngineConfig(device="cpu"))
