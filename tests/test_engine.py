@@ -138,7 +138,6 @@ def test_snapshot_from_before_the_repeats_test_restores_it_fresh(ckpt, tmp_path)
     repeats test restores, with that test's state fresh; a snapshot missing any other scorer
     state is still refused."""
     from detector.errors import DataError
-
     from detector.scoring import ScorerConfig
 
     feed = _fleet_feed()
