@@ -8,8 +8,8 @@ simulators with fixed seeds, so the same command writes the same bytes:
     python scripts/devset.py generate --out /tmp/devset1 --seed 1
     python scripts/devset.py compare --dir /tmp/devset --dir /tmp/devset1 --variant ...
 
-Four groups, each a ``train/`` directory (anomaly-free) and a ``test/`` directory (labelled
-anomalies, in the test part only), each readable by
+Five simulated groups, each a ``train/`` directory (anomaly-free) and a ``test/`` directory
+(labelled anomalies, in the test part only), each readable by
 ``detector evaluate --train DIR/<group>/train --test DIR/<group>/test``:
 
 * ``uni``: univariate streams of many shapes, one column ``value``: seasonal or not (periods of
@@ -20,7 +20,12 @@ anomalies, in the test part only), each readable by
   of different noise kinds side by side;
 * ``sensors``: the sensor-fleet simulator (``detector simulate sensors``), 4 channels;
 * ``driven``: the sensor-fleet simulator with 2 setpoint covariates driving 3 targets
-  (evaluate with ``--covariates setpoint_0,setpoint_1``).
+  (evaluate with ``--covariates setpoint_0,setpoint_1``);
+* ``regimes``: built as ``telemetry``, with two long faults (150-600 rows) per stream.
+
+With ``generate --datasets ../shared/datasets``, two more groups put the injected anomalies on
+real backgrounds taken from the benchmarks' training rows only, read without labels:
+``skab_free`` (SKAB's anomaly-free run) and ``nab_probation`` (NAB's probationary rows).
 
 Anomalies are the simulators' injectors (``simulators.injectors``): spikes, level shifts,
 drifts, stuck values, noise bursts, correlation breaks (multivariate groups) and dropouts.
@@ -40,10 +45,11 @@ import numpy as np
 
 from detector.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from detector.cli_evaluate import PROFILES
-from detector.csvio import read_dataset, write_series
+from detector.csvio import read_dataset, read_series, write_series
 from detector.detection_metrics import evaluate_streams, events
 from detector.engine import EngineConfig
 from detector.evaluation import EvalSpec, metrics_for, score_streams
+from detector.nab_scoring import probation_length
 from detector.series import Series
 from detector.training import train
 from simulators.anomalies import SENSOR_KINDS, inject_anomalies
@@ -51,6 +57,7 @@ from simulators.injectors import Scale
 from simulators.sensors import DEFAULT_START, SensorFleetConfig, simulate_sensors
 
 GROUPS = ("uni", "telemetry", "sensors", "driven", "regimes")
+REAL_GROUPS = ("skab_free", "nab_probation")  # with `generate --datasets DIR` only
 COVARIATES = {"driven": ("setpoint_0", "setpoint_1")}
 TRAIN_ROWS, TEST_ROWS, ANOMALIES = 1200, 2400, 3
 UNI_KINDS = tuple(k for k in SENSOR_KINDS if k != "correlation_break")
@@ -137,15 +144,15 @@ def _split(
     rng: np.random.Generator,
     count: int = ANOMALIES,
     durations: dict[str, tuple[int, int]] | None = None,
+    train_rows: int = TRAIN_ROWS,
 ) -> tuple[Series, Series, list]:
-    """Train part clean; anomalies injected into the test part only."""
-    train = Series(
-        name, t[:TRAIN_ROWS], values[:TRAIN_ROWS].copy(), columns, np.zeros(TRAIN_ROWS, np.uint8)
-    )
-    test_values = values[TRAIN_ROWS:].copy()
+    """Train part (the first ``train_rows``) clean; anomalies injected into the test part only."""
+    n = train_rows
+    train = Series(name, t[:n], values[:n].copy(), columns, np.zeros(n, np.uint8))
+    test_values = values[n:].copy()
     labels, specs = inject_anomalies(
         test_values,
-        t[TRAIN_ROWS:],
+        t[n:],
         name,
         columns,
         np.arange(targets),
@@ -155,7 +162,52 @@ def _split(
         scale,
         durations,
     )
-    return train, Series(name, t[TRAIN_ROWS:], test_values, columns, labels), specs
+    return train, Series(name, t[n:], test_values, columns, labels), specs
+
+
+def _scale_of(values: np.ndarray) -> Scale:
+    """A real stream's scale for the injectors: its spread, and its noise as read from first
+    differences (``sd(diff) / sqrt(2)`` is the noise sd of a smooth signal plus white noise)."""
+    sigma = np.maximum(np.nanstd(values, axis=0), 1e-9)
+    noise = np.maximum(np.nanstd(np.diff(values, axis=0), axis=0) / np.sqrt(2.0), 1e-9)
+    return Scale(sigma=sigma, noise=np.minimum(noise, sigma))
+
+
+def _real_groups(datasets: Path, seed: int) -> dict[str, list[tuple]]:
+    """Groups on real backgrounds, from the benchmarks' *training* data only, read without
+    labels: SKAB's anomaly-free run, and NAB's probationary rows (which NAB's protocol gives
+    to fitting and never scores). The simulators' anomalies are injected into them, so the
+    noise, tails, quantisation and drift are real, and so are the false alerts they cause.
+
+    * ``skab_free``: ``anomaly-free.csv`` cut into 3 streams; each trains on its first 1000
+      rows and is tested on the rest (about 2100 rows) with 3 anomalies;
+    * ``nab_probation``: each NAB file's probationary rows; the first 60% train, the rest
+      (up to 300 rows) is tested with one anomaly.
+    """
+    out: dict[str, list[tuple]] = {}
+    free = read_series(datasets / "skab" / "data" / "anomaly-free" / "anomaly-free.csv", "skab")
+    pairs = []
+    for k, part in enumerate(np.array_split(np.arange(len(free)), 3)):
+        rng = np.random.default_rng([seed, 100, k])
+        values, t = free.values[part], free.timestamps[part]
+        name, cols = f"skab-free-{k}", tuple(free.columns)
+        scale = _scale_of(values[:1000])
+        pairs.append(
+            _split(name, t, values, cols, len(cols), SENSOR_KINDS, scale, rng, train_rows=1000)
+        )
+    out["skab_free"] = pairs
+    pairs = []
+    files = sorted((datasets / "nab" / "data").glob("*/*.csv"))
+    for k, f in enumerate(files):
+        s = read_series(f, "nab", name=f"nab-{k:02d}")
+        rows = int(probation_length(len(s)))
+        fit = int(0.6 * rows)
+        rng = np.random.default_rng([seed, 101, k])
+        values, t = s.values[:rows], s.timestamps[:rows]
+        scale = _scale_of(values[:fit])
+        pairs.append(_split(s.name, t, values, ("value",), 1, UNI_KINDS, scale, rng, 1, None, fit))
+    out["nab_probation"] = pairs
+    return out
 
 
 def _custom_group(group: str, streams: int, features: int, seed: int) -> list[tuple]:
@@ -203,8 +255,9 @@ def _sensor_group(group: str, streams: int, features: int, covariates: int, seed
     ]
 
 
-def generate(out: Path, seed: int = 0) -> None:
-    """Write every group's ``train/`` and ``test/`` CSVs below ``out``."""
+def generate(out: Path, seed: int = 0, datasets: Path | None = None) -> None:
+    """Write every group's ``train/`` and ``test/`` CSVs below ``out``; with ``datasets`` (the
+    directory holding ``nab/`` and ``skab/``) also the groups on real backgrounds."""
     groups = {
         "uni": _custom_group("uni", 12, 1, seed),
         "telemetry": _custom_group("telemetry", 5, 5, seed),
@@ -212,6 +265,8 @@ def generate(out: Path, seed: int = 0) -> None:
         "driven": _sensor_group("driven", 4, 3, 2, seed),
         "regimes": _custom_group("regimes", 6, 4, seed),
     }
+    if datasets is not None:
+        groups |= _real_groups(datasets, seed)
     kinds: dict[str, int] = {}
     for group, pairs in groups.items():
         anomalies = []
@@ -300,13 +355,16 @@ def dev_score(row: dict) -> float:
     return (row["event_f1"] + row["point_f1"] + row["nabw_standard"] / 100.0) / 3.0
 
 
-def compare(roots: list[Path], variants: list[str], groups: tuple[str, ...] = GROUPS) -> list[dict]:
+def compare(
+    roots: list[Path], variants: list[str], groups: tuple[str, ...] | None = None
+) -> list[dict]:
     """Score the test streams of ``groups`` (of every dev set in ``roots``, pooled) with each
     variant's engine (same models); print and return each variant's pooled metrics: event
     P/R/F1 of the alerts, point F1, and NAB scores at the corpus-optimal threshold over the
     onset scores, as ``detector evaluate`` reports them."""
     spec = EvalSpec()
-    keys = [(r, g) for r in roots for g in groups]
+    wanted = groups or GROUPS + REAL_GROUPS
+    keys = [(r, g) for r in roots for g in wanted if groups or (r / g).is_dir()]
     models = {k: _checkpoint(k[0], k[1], spec) for k in keys}
     tests = {k: read_dataset(k[0] / k[1] / "test") for k in keys}
     rows = []
@@ -359,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("generate", help="write the dev set")
     g.add_argument("--out", required=True, type=Path)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--datasets",
+        type=Path,
+        help="the directory holding nab/ and skab/ (e.g. ../shared/datasets): also write the "
+        "groups on real backgrounds, from the benchmarks' training rows only",
+    )
     c = sub.add_parser("compare", help="score the dev set's test streams with each variant")
     c.add_argument(
         "--dir",
@@ -373,13 +437,16 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="NAME:scorer.FIELD=V,alerts.FIELD=V (repeatable); default: the shipped defaults",
     )
-    c.add_argument("--groups", default=",".join(GROUPS), help="comma list of groups")
+    c.add_argument(
+        "--groups", default=None, help="comma list of groups (default: every group written)"
+    )
     c.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
     if args.cmd == "generate":
-        generate(args.out, args.seed)
+        generate(args.out, args.seed, args.datasets)
         return 0
-    rows = compare(args.dir, args.variant or ["defaults:"], tuple(args.groups.split(",")))
+    groups = tuple(args.groups.split(",")) if args.groups else None
+    rows = compare(args.dir, args.variant or ["defaults:"], groups)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -83,3 +83,25 @@ def test_nab_windows_are_nab_shaped(devset) -> None:
 def test_dev_score_weighs_the_three_checks_equally(devset) -> None:
     row = {"event_f1": 0.6, "point_f1": 0.3, "nabw_standard": 60.0}
     assert devset.dev_score(row) == pytest.approx(0.5)
+
+
+def test_real_background_groups_use_training_rows_only(devset, datasets, tmp_path) -> None:
+    from detector.csvio import read_series
+    from detector.nab_scoring import probation_length
+
+    devset.generate(tmp_path, seed=0, datasets=datasets)
+    free = read_dataset(tmp_path / "skab_free" / "test")
+    assert len(free) == 3 and free[0].values.shape[1] == 8
+    assert all(len(devset.events(s.labels)) == 3 for s in free)
+    nab_train = read_dataset(tmp_path / "nab_probation" / "train")
+    nab_test = read_dataset(tmp_path / "nab_probation" / "test")
+    files = sorted((datasets / "nab" / "data").glob("*/*.csv"))
+    assert len(nab_test) == len(files) == 58
+    for f, fit, test in zip(files, nab_train, nab_test, strict=True):
+        raw = read_series(f, "nab")
+        rows = int(probation_length(len(raw)))
+        # train + test are exactly the probationary rows, which NAB never scores
+        assert len(fit) + len(test) == rows and not fit.labels.any()
+        assert test.timestamps[-1] == raw.timestamps[rows - 1]
+        np.testing.assert_allclose(fit.values[:, 0], raw.values[: len(fit), 0], rtol=1e-6)
+        assert len(devset.events(test.labels)) == 1
