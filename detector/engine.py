@@ -273,10 +273,11 @@ class Engine:
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
-            fresh = owner._fresh(len(slots))
+            later = [k for k in owner.added_later if k in owner.slabs and prefix + k not in extra]
+            if later:  # an older snapshot: the state added since starts fresh
+                row = owner._fresh(1)  # every fresh row is alike; one, not a whole slab's worth
+                extra |= {prefix + k: np.repeat(row[k], len(slots), axis=0) for k in later}
             for k, slab in owner.slabs.items():
-                if prefix + k not in extra and k in owner.added_later:
-                    extra[prefix + k] = fresh[k]  # an older snapshot: this state starts fresh
                 got = extra.get(prefix + k)
                 if got is None or got.shape[1:] != slab.shape[1:]:
                     self.forget([self.state.names[s] for s in slots])  # nothing half-restored
