@@ -161,12 +161,13 @@ void detector_gaussian(const double *restrict x, int64_t ld_x, double *restrict 
     }
 }
 
-/* The scorer's repeats test (GaussianScorer._repeats) in one pass: per target, the run of
+/* The scorer's repeats test (GaussianScorer._repeats) in one call: per target, the run of
  * readings equal to the one before (run -1: no previous reading yet; a missing reading, NaN,
- * neither extends nor breaks it; counted in doubles so the loop vectorises), log10 p = run * log10(max(rate, floor)) saturated at `sat`,
- * and the repeat rate's EWMA at alpha[b]. Adds -2 ln p to z2 (the target's share of the
- * evidence) and writes each row's least log10 p to least[b]. The three slabs share their
- * row stride ld_s (8-byte elements); rows as in detector_gaussian. */
+ * neither extends nor breaks it; counted in doubles so the loops vectorise), its
+ * log10 p = run * log10(max(rate, floor)) saturated at `sat`, and the repeat rate's EWMA at
+ * alpha[b]. Adds -2 ln p to z2 (the target's share of the evidence) and writes each row's
+ * least log10 p to least[b]. The three slabs share their row stride ld_s (8-byte elements);
+ * rows as in detector_gaussian. */
 void detector_repeats(const double *restrict x, int64_t ld_x, double *restrict last,
                       double *restrict run, double *restrict rate,
                       const int64_t *restrict rows, int64_t row0, int64_t ld_s, int64_t batch,
