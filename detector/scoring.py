@@ -276,10 +276,12 @@ class GaussianScorer(Scorer):
             }
         return out
 
-    def _repeats(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
+    def _repeats(
+        self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray, alpha: np.ndarray
+    ) -> np.ndarray:
         """Each row's least ``log10 p (B,)`` over its targets' current runs of exact repeats;
         adds each target's ``-2 ln p`` to ``z2`` (its share of the evidence) and updates the
-        state.
+        state, the rate at the error statistics' ``alpha (B,)``.
 
         A stuck sensor or a frozen frame repeats its last value exactly, and its forecast error
         can be as small as a good forecast's, so the error tests miss it. Per target, this keeps
@@ -293,8 +295,6 @@ class GaussianScorer(Scorer):
         """
         s, cfg = self.slabs, self.config
         slots = rows(slots)
-        count = s["count"][slots]  # readings seen, this one included
-        alpha = 1.0 / np.minimum(count + cfg.prior, cfg.horizon).astype(np.float64)
         floor, sat = 1.0 / cfg.horizon, -10.0 * KNEE
         # Saturated at the knee: a longer run adds nothing worth reporting again, and a stuck
         # sensor must not look like a new, stronger onset at every further reading.
@@ -376,19 +376,21 @@ class GaussianScorer(Scorer):
         s["count"][slots] = count
         if cfg.tail:
             log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
+        tests = 1
         if cfg.level and level is not None:
             # The level follows drift at the slow pace of `horizon` and has no learnt tail: a
-            # sustained shift (a closed valve) keeps its evidence while it lasts. Two tests,
-            # one answer: the smaller p, as likely as the smaller of two uniform p (Sidak).
+            # sustained shift (a closed valve) keeps its evidence while it lasts.
             lp, lz2, _ = self._gaussian(
                 slots, level, "level_", np.full(len(slots), 1 / cfg.horizon)
             )
-            log10_p = _sidak(np.minimum(log10_p, lp), 2)
+            log10_p, tests = np.minimum(log10_p, lp), tests + 1
             z2 += lz2  # z2 is this call's own
         if cfg.repeats and level is not None:
             # One test per target: the least p, Bonferroni over the targets.
-            least = np.minimum(self._repeats(slots, level, z2) + np.log10(level.shape[1]), 0.0)
-            log10_p = _sidak(np.minimum(log10_p, least), 3 if cfg.level else 2)
+            least = self._repeats(slots, level, z2, alpha) + np.log10(level.shape[1])
+            log10_p, tests = np.minimum(log10_p, np.minimum(least, 0.0)), tests + 1
+        if tests > 1:  # several tests, one answer: the smallest p, corrected once (Sidak)
+            log10_p = _sidak(log10_p, tests)
         warm = (count > cfg.warmup) & (dof > 0)
         return np.where(warm, log10_p, 0.0), z2, dof
 
