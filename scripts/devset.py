@@ -173,41 +173,45 @@ def _scale_of(values: np.ndarray) -> Scale:
     return Scale(sigma=sigma, noise=np.minimum(noise, sigma))
 
 
-def _real_groups(datasets: Path, seed: int) -> dict[str, list[tuple]]:
-    """Groups on real backgrounds, from the benchmarks' *training* data only, read without
-    labels: SKAB's anomaly-free run, and NAB's probationary rows (which NAB's protocol gives
-    to fitting and never scores). The simulators' anomalies are injected into them, so the
-    noise, tails, quantisation and drift are real, and so are the false alerts they cause.
-
-    * ``skab_free``: ``anomaly-free.csv`` cut into 3 streams; each trains on its first 1000
-      rows and is tested on the rest (about 2100 rows) with 3 anomalies;
-    * ``nab_probation``: each NAB file's probationary rows; the first 60% train, the rest
-      (up to 300 rows) is tested with one anomaly.
-    """
-    out: dict[str, list[tuple]] = {}
+def _skab_free_group(datasets: Path, seed: int) -> list[tuple]:
+    """SKAB's ``anomaly-free.csv`` cut into 3 streams; each trains on its first 1000 rows and
+    is tested on the rest (about 2100 rows) with 3 anomalies."""
     free = read_series(datasets / "skab" / "data" / "anomaly-free" / "anomaly-free.csv", "skab")
-    pairs = []
+    out = []
     for k, part in enumerate(np.array_split(np.arange(len(free)), 3)):
         rng = np.random.default_rng([seed, 100, k])
         values, t = free.values[part], free.timestamps[part]
         name, cols = f"skab-free-{k}", tuple(free.columns)
         scale = _scale_of(values[:1000])
-        pairs.append(
+        out.append(
             _split(name, t, values, cols, len(cols), SENSOR_KINDS, scale, rng, train_rows=1000)
         )
-    out["skab_free"] = pairs
-    pairs = []
-    files = sorted((datasets / "nab" / "data").glob("*/*.csv"))
-    for k, f in enumerate(files):
-        s = read_series(f, "nab", name=f"nab-{k:02d}")
+    return out
+
+
+def _nab_probation_group(datasets: Path, seed: int) -> list[tuple]:
+    """Each NAB file's probationary rows (which NAB's protocol gives to fitting and never
+    scores); the first 60% train, the rest (up to 300 rows) is tested with one anomaly."""
+    out = []
+    for k, f in enumerate(sorted((datasets / "nab" / "data").glob("*/*.csv"))):
+        s = read_series(f, "nab", name=f"nab-{k:02d}")  # values only: no label is read
         rows = int(probation_length(len(s)))
         fit = int(0.6 * rows)
         rng = np.random.default_rng([seed, 101, k])
         values, t = s.values[:rows], s.timestamps[:rows]
         scale = _scale_of(values[:fit])
-        pairs.append(_split(s.name, t, values, ("value",), 1, UNI_KINDS, scale, rng, 1, None, fit))
-    out["nab_probation"] = pairs
+        out.append(_split(s.name, t, values, ("value",), 1, UNI_KINDS, scale, rng, 1, None, fit))
     return out
+
+
+def _real_groups(datasets: Path, seed: int) -> dict[str, list[tuple]]:
+    """Groups on real backgrounds, from the benchmarks' *training* data only, read without
+    labels. The simulators' anomalies are injected into them, so the noise, tails, quantisation
+    and drift are real, and so are the false alerts they cause."""
+    return {
+        "skab_free": _skab_free_group(datasets, seed),
+        "nab_probation": _nab_probation_group(datasets, seed),
+    }
 
 
 def _custom_group(group: str, streams: int, features: int, seed: int) -> list[tuple]:
