@@ -45,6 +45,7 @@ __all__ = [
     "run_skab",
     "head",
     "metrics_for",
+    "nab_at_optimal_threshold",
 ]
 
 SKAB_TRAIN_ROWS = 400  # SKAB's protocol: the first 400 readings of each run are for fitting
@@ -182,6 +183,14 @@ def _nab_files(
     return files
 
 
+def nab_at_optimal_threshold(
+    test: Sequence[Series], out: list[StreamScores], windows: list | None = None
+) -> dict:
+    """NAB scores of the onset scores (or plain scores) at the corpus-optimal threshold, over
+    ``windows`` (default: the labelled spans)."""
+    return nab_report(_nab_files(test, out, windows, False))
+
+
 def metrics_for(
     test: Sequence[Series], out: list[StreamScores], windows: list | None = None, seed: int = 0
 ) -> dict:
@@ -189,6 +198,6 @@ def metrics_for(
     pooled = evaluate_streams(
         [(s.labels, o.flag, s.timestamps) for s, o in zip(test, out, strict=True)], seed
     )
-    pooled["nab_at_optimal_threshold"] = nab_report(_nab_files(test, out, windows, False))
+    pooled["nab_at_optimal_threshold"] = nab_at_optimal_threshold(test, out, windows)
     pooled["nab_at_alert_decisions"] = nab_report_detections(_nab_files(test, out, windows, True))
     return pooled

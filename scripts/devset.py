@@ -48,7 +48,7 @@ from detector.cli_evaluate import PROFILES
 from detector.csvio import read_dataset, read_series, write_series
 from detector.detection_metrics import evaluate_streams, events
 from detector.engine import EngineConfig
-from detector.evaluation import EvalSpec, metrics_for, score_streams
+from detector.evaluation import EvalSpec, metrics_for, nab_at_optimal_threshold, score_streams
 from detector.nab_scoring import probation_length
 from detector.series import Series
 from detector.training import train
@@ -386,8 +386,8 @@ def compare(
         per_group = {g: evaluate_streams(v)["event"]["f1"] for g, v in by_group.items()}
         m = metrics_for(series, outs)
         nab = m["nab_at_optimal_threshold"]["profiles"]
-        wide = metrics_for(series, outs, [nab_windows(s) for s in series])
-        nabw = wide["nab_at_optimal_threshold"]["profiles"]
+        wide = nab_at_optimal_threshold(series, outs, [nab_windows(s) for s in series])
+        nabw = wide["profiles"]
         row = {
             "variant": name,
             "event_p": m["event"]["precision"],
