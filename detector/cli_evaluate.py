@@ -113,6 +113,7 @@ def _decisions_table(name: str, metrics: dict[str, dict], published: dict) -> Ta
         "event R",
         "event F1",
         "point F1",
+        "composite F1",
         "PA-F1 (random)",
         "delay rows",
         "NAB std",
@@ -127,13 +128,14 @@ def _decisions_table(name: str, metrics: dict[str, dict], published: dict) -> Ta
             _fmt(m["event"]["recall"]),
             _fmt(m["event"]["f1"]),
             _fmt(m["point"]["f1"]),
+            _fmt(m["composite"]["f1"]),
             f"{_fmt(pa['f1'])} ({_fmt(pa['random_baseline_f1'])})",
             _fmt(m["delay"]["mean_rows"], pct=True),
             _fmt(m["nab_at_alert_decisions"]["profiles"]["standard"]["normalised"], pct=True),
         )
     for det, nums in published.items():
         if "f1" in nums:
-            table.add_row(f"[dim]{det} (published)", "", "", "", _fmt(nums["f1"]), "", "", "")
+            table.add_row(f"[dim]{det} (published)", "", "", "", _fmt(nums["f1"]), *[""] * 4)
     return table
 
 

@@ -47,6 +47,18 @@ def test_alert_spanning_two_ranges_is_one_true_alert():
     assert r["precision"] == 1.0 and r["recall"] == 1.0
 
 
+def test_composite_f1_charges_long_alerts_by_the_row():
+    everything = evaluate(LABELS, [1] * 9)
+    assert everything["event"]["f1"] == 1.0  # one alert over the whole stream: event P = R = 1
+    c = everything["composite"]
+    assert c["precision"] == pytest.approx(5 / 9) and c["recall"] == 1.0
+    assert c["f1"] == pytest.approx(2 * (5 / 9) / (5 / 9 + 1))
+    tight = evaluate(LABELS, [0, 1, 0, 0, 0, 0, 1, 0, 0])["composite"]
+    assert (tight["precision"], tight["recall"], tight["f1"]) == (1.0, 1.0, 1.0)
+    missed = evaluate(LABELS, [0] * 9)["composite"]
+    assert missed["precision"] is None and missed["f1"] == 0.0
+
+
 def test_no_anomalies_and_no_alerts():
     r = evaluate([0, 0, 0], [0, 0, 0])
     assert r["point"]["precision"] is None and r["point"]["recall"] is None
