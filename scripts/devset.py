@@ -352,6 +352,19 @@ def nab_windows(s: Series) -> list[tuple[float, float]]:
     return out
 
 
+def recall_by_kind(anomalies: list[dict], flags: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """``{kind: [detected, injected]}``: an injected anomaly (rows ``[start_index, end_index)`` of
+    its stream, as ``anomalies.json`` lists them) is detected when an alert flags any of its rows.
+    Pooled event recall hides which faults a setting finds; this says which."""
+    out: dict[str, list[int]] = {}
+    for a in anomalies:
+        hit = bool(flags[a["stream"]][a["start_index"] : a["end_index"]].any())
+        tally = out.setdefault(a["kind"], [0, 0])
+        tally[0] += hit
+        tally[1] += 1
+    return out
+
+
 def dev_score(row: dict) -> float:
     """The decision figure: the mean of pooled event F1, point F1 and the NAB-style standard
     score over NAB-shaped windows (/100), one for each of issue 9's checks (the held-out
@@ -364,23 +377,32 @@ def compare(
 ) -> list[dict]:
     """Score the test streams of ``groups`` (of every dev set in ``roots``, pooled) with each
     variant's engine (same models); print and return each variant's pooled metrics: event
-    P/R/F1 of the alerts, point F1, and NAB scores at the corpus-optimal threshold over the
-    onset scores, as ``detector evaluate`` reports them."""
+    P/R/F1 of the alerts, point F1, composite F1, and NAB scores at the corpus-optimal threshold
+    over the onset scores, as ``detector evaluate`` reports them; and event recall per injected
+    anomaly kind."""
     spec = EvalSpec()
     wanted = groups or GROUPS + REAL_GROUPS
     keys = [(r, g) for r in roots for g in wanted if groups or (r / g).is_dir()]
     models = {k: _checkpoint(k[0], k[1], spec) for k in keys}
     tests = {k: read_dataset(k[0] / k[1] / "test") for k in keys}
+    injected = {
+        k: json.loads((k[0] / k[1] / "anomalies.json").read_text())["anomalies"] for k in keys
+    }
     rows = []
     for text in variants:
         name, engine = parse_variant(text)
         t0 = time.perf_counter()
-        series, outs, by_group = [], [], {}
+        series, outs, by_group, kinds = [], [], {}, {}
         for k in keys:
             out = score_streams(models[k], tests[k], engine)
             by_group.setdefault(k[1], []).extend(
                 (s.labels, o.flag) for s, o in zip(tests[k], out, strict=True)
             )
+            flags = {s.name: o.flag for s, o in zip(tests[k], out, strict=True)}
+            for kind, (hit, n) in recall_by_kind(injected[k], flags).items():
+                kinds.setdefault(kind, [0, 0])
+                kinds[kind][0] += hit
+                kinds[kind][1] += n
             series += tests[k]
             outs += out
         per_group = {g: evaluate_streams(v)["event"]["f1"] for g, v in by_group.items()}
@@ -394,22 +416,27 @@ def compare(
             "event_r": m["event"]["recall"],
             "event_f1": m["event"]["f1"],
             "point_f1": m["point"]["f1"],
+            "composite_f1": m["composite"]["f1"],
             **{f"nab_{k}": nab[k]["normalised"] for k in PROFILES},
             **{f"nabw_{k}": nabw[k]["normalised"] for k in PROFILES},
             **{f"f1_{g}": v for g, v in per_group.items()},
+            **{f"recall_{kind}": hit / n for kind, (hit, n) in sorted(kinds.items())},
         }
         row["dev_score"] = dev_score(row)
         rows.append(row)
         print(
             f"{name:24s} dev {row['dev_score']:.3f} | "
             f"eventP {row['event_p']:.3f} R {row['event_r']:.3f} "
-            f"F1 {row['event_f1']:.3f} | point F1 {row['point_f1']:.3f} | NAB "
+            f"F1 {row['event_f1']:.3f} | point F1 {row['point_f1']:.3f} | "
+            f"composite F1 {row['composite_f1']:.3f} | NAB "
             + " / ".join(f"{row['nab_' + k]:.1f}" for k in PROFILES)
             + " | NAB windows "
             + " / ".join(f"{row['nabw_' + k]:.1f}" for k in PROFILES)
             + " | "
             + " ".join(f"{g} {v:.3f}" for g, v in per_group.items())
-            + f" ({time.perf_counter() - t0:.0f}s)",
+            + f" ({time.perf_counter() - t0:.0f}s)\n"
+            + f"{'':24s} recall by kind: "
+            + " ".join(f"{kind} {hit}/{n}" for kind, (hit, n) in sorted(kinds.items())),
             flush=True,
         )
     return rows

@@ -105,3 +105,15 @@ def test_real_background_groups_use_training_rows_only(devset, datasets, tmp_pat
         assert test.timestamps[-1] == raw.timestamps[rows - 1]
         np.testing.assert_allclose(fit.values[:, 0], raw.values[: len(fit), 0], rtol=1e-6)
         assert len(devset.events(test.labels)) == 1
+
+
+def test_recall_by_kind_counts_an_anomaly_once_any_of_its_rows_is_flagged(devset) -> None:
+    flags = {"a": np.array([0, 0, 1, 0, 0, 0], bool), "b": np.zeros(6, bool)}
+    anomalies = [
+        {"stream": "a", "kind": "spike", "start_index": 2, "end_index": 3},
+        {"stream": "a", "kind": "stuck", "start_index": 3, "end_index": 6},  # after the flag
+        {"stream": "b", "kind": "spike", "start_index": 0, "end_index": 2},
+    ]
+    assert devset.recall_by_kind(anomalies, flags) == {"spike": [1, 2], "stuck": [0, 1]}
+    flags["a"][5] = True  # the last row is inside [start_index, end_index)
+    assert devset.recall_by_kind(anomalies, flags)["stuck"] == [1, 1]
