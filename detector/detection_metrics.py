@@ -1,6 +1,6 @@
 """Label-based metrics for any detector's binary decisions (flags) against 0/1 labels.
 
-Three views, pooled over streams by summing counts (micro-average):
+Four views, pooled over streams by summing counts (micro-average):
 
 * point-wise precision / recall / F1 over rows;
 * event-level: an anomaly range is detected when any flag overlaps it; an alert event (a run
