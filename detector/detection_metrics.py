@@ -163,9 +163,9 @@ def _event_block(c: dict[str, int]) -> dict:
     return {**c, "precision": precision, "recall": recall, "f1": _f1(precision, recall)}
 
 
-def _composite_block(point: dict[str, int], event: dict[str, int]) -> dict:
-    precision = _ratio(point["tp"], point["tp"] + point["fp"])
-    recall = _ratio(event["ranges_detected"], event["ranges"])
+def _composite_block(point: dict, event: dict) -> dict:
+    """From the point and event blocks: the point precision with the event recall."""
+    precision, recall = point["precision"], event["recall"]
     return {"precision": precision, "recall": recall, "f1": _f1(precision, recall)}
 
 
@@ -199,13 +199,14 @@ def evaluate_streams(streams: Sequence[tuple[np.ndarray, ...]], seed: int = 0) -
         all_timed = all_timed and d_s is not None
         delay_s += d_s or []
         flagged, rows = flagged + int(f.sum()), rows + len(f)
+    point_block, event_block = _point_block(point), _event_block(event)
     return {
         "streams": len(streams),
         "rows": rows,
         "flag_rate": flagged / rows if rows else 0.0,
-        "point": _point_block(point),
-        "event": _event_block(event),
-        "composite": _composite_block(point, event),
+        "point": point_block,
+        "event": event_block,
+        "composite": _composite_block(point_block, event_block),
         "point_adjusted": {
             **_point_block(pa),
             "random_baseline_f1": _count_f1(pa_rand),
