@@ -177,6 +177,8 @@ class ScorerConfig:
     tail_clip: float = 20.0  # an excess updates the tail as if at most this many mean excesses
     level: bool = True  # also score how far the reading itself is from the stream's usual level
     repeats: bool = False  # also score runs of exactly repeated readings (a stuck sensor)
+    relations: bool = True  # also score the reading against the stream's own covariance
+    # (2 to 32 targets): a broken relation between channels, each of them in its usual range
 
 
 class Scorer(Slabs):
@@ -238,6 +240,10 @@ def calibrate_tail(
 
 
 _REPEAT_PRIOR = 0.1  # the repeat rate a stream starts from: most readings differ from the last
+# The relations test (GaussianScorer._relations). Set by reasoning, except the ridge:
+_RELATIONS_WARMUP = 100  # readings a stream's covariance learns from before it is evidence
+_RELATIONS_FLOOR = 1e-4  # variance added to every target: 1% of the training spread, in sd
+_RELATIONS_RIDGE = 0.01  # and this share of each target's own variance (chosen on the dev set)
 
 
 def _sidak(least: np.ndarray, tests: int) -> np.ndarray:
@@ -253,7 +259,9 @@ def _sidak(least: np.ndarray, tests: int) -> np.ndarray:
 
 class GaussianScorer(Scorer):
     name = "gaussian"
-    added_later = frozenset({"rep_last", "rep_run", "rep_rate"})  # the repeats test
+    added_later = frozenset(
+        {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_cov", "rel_n"}
+    )  # the repeats and relations tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         t = len(self.error_std)
@@ -267,6 +275,12 @@ class GaussianScorer(Scorer):
             "level_mean": np.zeros((n, t)),  # the reading's usual level, scaled units
             "level_var": np.ones((n, t)),  # the scaler makes training readings N(0, 1)
         }
+        if self.config.relations and 2 <= t <= native.RELATIONS_MAX:  # 8 (t + 1)^2 bytes or so
+            out |= {
+                "rel_mean": np.zeros((n, t)),  # the stream's own mean reading, scaled units
+                "rel_cov": np.tile(np.eye(t), (n, 1, 1)),  # and covariance; the scaler's N(0, 1)
+                "rel_n": np.zeros(n, np.int64),  # readings it has learnt from
+            }
         if self.config.repeats:  # only then: 24 bytes per target and stream
             out |= {
                 "rep_last": np.zeros((n, t)),  # the previous present reading, scaled units
@@ -316,6 +330,68 @@ class GaussianScorer(Scorer):
         s["rep_run"][slots] = run
         s["rep_last"][slots] = np.where(present, level, last)
         return lp.min(axis=1)
+
+    def _relations(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
+        """Each row's ``log10 p (B,)`` of its reading's squared Mahalanobis distance from the
+        stream's own mean under its own covariance (chi-square, one degree per target); adds
+        each target's share to ``z2`` and updates the state.
+
+        The level test reads each target alone against the training spread. A fault that breaks
+        how the channels move together (a closed valve: flow falls while the pump's current
+        does not) can leave every channel in its usual range; this test sees it. The mean and
+        covariance are learnt per stream from its first reading (the scaler's N(0, 1) is the
+        prior, weighted ``prior`` readings), at the error statistics' pace, and are evidence
+        after ``_RELATIONS_WARMUP`` readings. The covariance is regularised with
+        ``_RELATIONS_RIDGE`` of each target's variance plus ``_RELATIONS_FLOOR``, so a channel
+        that is nearly constant, or two that are nearly collinear, cannot make a rounding step
+        an anomaly. A reading updates the statistics with its deviation shrunk to the Huber
+        bound ``t + 3 sqrt(2 t)`` (three standard deviations above a chi-square's mean), so a
+        sustained fault inflates the covariance slowly and keeps its evidence longer. A reading
+        with a missing value is no evidence and no update. One C pass when :mod:`detector.native`
+        is built; the NumPy below is the reference.
+        """
+        s, cfg = self.slabs, self.config
+        slots = rows(slots)  # every row is read before any is written
+        t = level.shape[1]
+        c2 = t + 3.0 * np.sqrt(2.0 * t)
+        if self.native:
+            d2 = native.relations(
+                level,
+                s["rel_mean"],
+                s["rel_cov"],
+                s["rel_n"],
+                slots,
+                z2,
+                prior=cfg.prior,
+                horizon=cfg.horizon,
+                ridge=_RELATIONS_RIDGE,
+                floor_var=_RELATIONS_FLOOR,
+                c2=c2,
+                warmup=_RELATIONS_WARMUP,
+            )
+            if d2 is not None:
+                lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
+                return np.where(d2 >= 0.0, lp, 0.0)
+        mean, cov, n = s["rel_mean"][slots], s["rel_cov"][slots], s["rel_n"][slots]
+        present = ~np.isnan(level).any(axis=1)
+        d = np.where(present[:, None], level - mean, 0.0)
+        diag = np.diagonal(cov, axis1=1, axis2=2)
+        reg = cov + (_RELATIONS_RIDGE * diag + _RELATIONS_FLOOR)[:, :, None] * np.eye(t)
+        z = np.linalg.solve(reg, d[:, :, None])[:, :, 0]  # reg^-1 d
+        d2 = np.maximum((d * z).sum(axis=1), 0.0)
+        warm = present & (n >= _RELATIONS_WARMUP)
+        z2 += np.where(warm[:, None], np.maximum(d * z, 0.0), 0.0)
+        alpha = np.where(present, 1.0 / np.minimum(n + 1 + cfg.prior, cfg.horizon), 0.0)
+        with np.errstate(divide="ignore"):
+            shrink = np.where(d2 > c2, np.sqrt(c2 / d2), 1.0)
+        dev = d * shrink[:, None]
+        a = alpha[:, None]
+        s["rel_mean"][slots] = mean + a * dev
+        s["rel_cov"][slots] = (cov + a[:, :, None] * dev[:, :, None] * dev[:, None, :]) * (
+            1.0 - a[:, :, None]
+        )
+        s["rel_n"][slots] = n + present
+        return np.where(warm, log10_chi2_tail(d2, np.full(len(d2), t)), 0.0)
 
     def _gaussian(
         self, slots: np.ndarray, x: np.ndarray, key: str, alpha: np.ndarray
@@ -385,6 +461,8 @@ class GaussianScorer(Scorer):
             )
             log10_p, tests = np.minimum(log10_p, lp), tests + 1
             z2 += lz2  # z2 is this call's own
+        if "rel_cov" in s and level is not None:
+            log10_p, tests = np.minimum(log10_p, self._relations(slots, level, z2)), tests + 1
         if cfg.repeats and level is not None:
             # One test per target: the least p, Bonferroni over the targets.
             least = self._repeats(slots, level, z2, alpha) + np.log10(level.shape[1])

@@ -125,7 +125,9 @@ def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -
     level[600:900, 0, 0] += 8.0
     scores = {}
     for on in (True, False):
-        scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "level": on}), np.ones(2), 1)
+        # The relations test would see the shift too: off, so this measures the level test.
+        cfg = ScorerConfig(**{**CFG.__dict__, "level": on, "relations": False})
+        scorer = make_scorer(cfg, np.ones(2), 1)
         slot = np.zeros(1, np.int64)
         scores[on] = np.array(
             [scorer.score(slot, e, x)[0][0] for e, x in zip(errs, level, strict=True)]
@@ -180,7 +182,7 @@ def test_native_gaussian_pass_equals_the_numpy_reference(kind: str, shuffled: bo
     statistics, missing values, huge errors, quantised and stuck readings and both kinds of slot
     index (a run, or scattered) included."""
     rng = np.random.default_rng(11)
-    errs = rng.standard_normal((80, 12, 5))
+    errs = rng.standard_normal((160, 12, 5))  # past the relations test's warm-up
     errs[50, 3] += 40.0
     errs[60, 4, :2] = 1e30
     errs[rng.random(errs.shape) < 0.05] = np.nan
@@ -199,6 +201,54 @@ def test_native_gaussian_pass_equals_the_numpy_reference(kind: str, shuffled: bo
         np.testing.assert_allclose(c1, c2, rtol=1e-9, atol=1e-12)
     for key in ref.slabs:
         np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-9, atol=1e-12)
+
+
+def _related_pair(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Two readings that move together, in the scaler's units: the second follows the first."""
+    first = rng.normal(0, 1, n)
+    return np.stack([first, first + rng.normal(0, 0.1, n)], axis=1)
+
+
+def test_relations_flag_a_broken_correlation_that_each_target_alone_misses() -> None:
+    # From row 1500 the second channel moves against the first: each stays N(0, 1), inside its
+    # usual range, so the per-target tests see nothing; only the broken relation is new.
+    rng = np.random.default_rng(12)
+    level = _related_pair(1800, rng)
+    level[1500:, 1] = -level[1500:, 0] + rng.normal(0, 0.1, 300)
+    on, contrib = _scores_with_level(level, relations=True)
+    off, _ = _scores_with_level(level, relations=False)
+    broken = slice(1500, 1600)
+    # Where the first channel is near 0, the broken relation reads alike: the evidence is the
+    # readings away from it, and it holds there (the Huber-shrunk update is slow).
+    telling = np.abs(level[broken, 0]) > 1.0  # the second is then 2 sd off where it belonged
+    assert np.mean(on[broken][telling] >= 0.5) > 0.9
+    assert np.mean(off[broken] >= 0.5) < 0.05
+    assert np.mean(on[200:1500] >= 0.5) < 0.01  # learnt relation, no false alerts
+    assert contrib[1500:1600].sum(axis=1).max() <= 1.0 + 1e-9
+
+
+def test_relations_skip_a_reading_with_a_missing_value() -> None:
+    rng = np.random.default_rng(13)
+    level = _related_pair(300, rng)
+    cfg = ScorerConfig(**CFG.__dict__)
+    scorer = make_scorer(cfg, np.ones(2), 1)
+    slot = np.zeros(1, np.int64)
+    for x in level:
+        scorer.score(slot, rng.normal(0, 1, (1, 2)), x[None])
+    before = {k: scorer.slabs[k].copy() for k in ("rel_mean", "rel_cov", "rel_n")}
+    gap = np.array([[np.nan, 50.0]])  # the present value is absurd: a lost relation, not data
+    score, _ = scorer.score(slot, np.zeros((1, 2)), gap)
+    for k, v in before.items():
+        np.testing.assert_array_equal(scorer.slabs[k], v)
+    assert score[0] > 0.5  # the level test still reads the present target, 50 sigmas off
+
+
+@pytest.mark.parametrize(("targets", "has"), [(1, False), (2, True), (32, True), (33, False)])
+def test_relations_need_2_to_32_targets(targets: int, has: bool) -> None:
+    scorer = make_scorer(CFG, np.ones(targets), 4)
+    assert ("rel_cov" in scorer.slabs) is has
+    off = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False}), np.ones(targets), 4)
+    assert "rel_cov" not in off.slabs
 
 
 def _scores_with_level(level: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray]:

@@ -148,6 +148,9 @@ def _bind(path: Path) -> ctypes.CDLL:
         "detector_lstm_cell": [ptr] * 3 + [i64] * 5 + [f32],
         "detector_gaussian": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr, f64, ptr, ptr, ptr],
         "detector_repeats": [ptr, i64, ptr, ptr, ptr, *rows, i64, i64, ptr, f64, f64, ptr, ptr],
+        "detector_relations": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64]
+        + [f64] * 5
+        + [i64, ptr, ptr],
         "detector_scale": [ptr, i64, ptr, ptr, *rows, i64, i64, f64, ptr],
         "detector_unscale": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr],
         "detector_errors": [ptr, i64, ptr, ptr, ptr, *rows, i64, i64, ptr, ptr],
@@ -591,6 +594,69 @@ def repeats(
         least.ctypes.data,
     )
     return least
+
+
+RELATIONS_MAX = 32  # detector_relations' stack buffers: at most this many targets
+
+
+def relations(
+    x: np.ndarray,
+    mean: np.ndarray,
+    cov: np.ndarray,
+    count: np.ndarray,
+    slots: np.ndarray | slice,
+    z2: np.ndarray,
+    *,
+    prior: float,
+    horizon: float,
+    ridge: float,
+    floor_var: float,
+    c2: float,
+    warmup: int,
+) -> np.ndarray | None:
+    """The scorer's relations test in one pass (see ``detector_relations`` in kernels.c):
+    readings ``x (B, D)`` against slab rows ``slots`` of ``mean (capacity, D)``,
+    ``cov (capacity, D, D)`` and ``count (capacity,)``, updated in place; adds each target's
+    share to ``z2 (B, D)`` and returns each row's squared Mahalanobis distance ``(B,)``, -1
+    where there is no evidence (a missing value, or not warm yet). ``None`` when the library
+    is unavailable or the arrays do not fit."""
+    lib = library()
+    batch, dim = x.shape
+    fits = (
+        dim <= RELATIONS_MAX
+        and x.dtype == np.float64
+        and x.strides[1] == 8
+        and mean.dtype == cov.dtype == z2.dtype == np.float64
+        and count.dtype == np.int64
+        and all(a.flags.c_contiguous for a in (mean, cov, count, z2))
+        and mean.shape[1:] == (dim,)
+        and cov.shape[1:] == (dim, dim)
+        and z2.shape == x.shape
+    )
+    if lib is None or not fits:
+        return None
+    index, rows, row0 = _row_args(slots)
+    d2 = np.empty(batch)
+    lib.detector_relations(
+        x.ctypes.data,
+        x.strides[0] // 8,
+        mean.ctypes.data,
+        cov.ctypes.data,
+        count.ctypes.data,
+        rows,
+        row0,
+        batch,
+        dim,
+        prior,
+        horizon,
+        ridge,
+        floor_var,
+        c2,
+        warmup,
+        z2.ctypes.data,
+        d2.ctypes.data,
+    )
+    return d2
 
 
 def _gaussian_fits(x: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: np.ndarray) -> bool:

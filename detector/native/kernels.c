@@ -206,6 +206,77 @@ void detector_repeats(const double *restrict x, int64_t ld_x, double *restrict l
     }
 }
 
+/* The scorer's relations test (GaussianScorer._relations) in one call: per row, the
+ * Mahalanobis distance d2 of the reading from the stream's own mean under its own covariance,
+ * regularised as A = cov + (ridge diag(cov) + floor) I (solved by Cholesky; dim <= 32), and
+ * each target's share max(d_j (A^-1 d)_j, 0) added to z2 once the row has seen `warmup`
+ * readings (else d2[b] = -1: no evidence yet; also -1 for a reading with a missing value,
+ * which neither scores nor updates). Then, at a = 1 / min(n + 1 + prior, horizon), with the
+ * deviation shrunk to Mahalanobis length sqrt(c2) at most: mean += a dev,
+ * cov = (cov + a dev dev^T)(1 - a), n += 1. Slabs are contiguous: mean (cap, dim),
+ * cov (cap, dim, dim), n (cap,); rows as in detector_gaussian. */
+void detector_relations(const double *restrict x, int64_t ld_x, double *restrict mean,
+                        double *restrict cov, int64_t *restrict count,
+                        const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
+                        double prior, double horizon, double ridge, double floor_var, double c2,
+                        int64_t warmup, double *restrict z2, double *restrict d2) {
+    double low[32 * 32], d[32], y[32];
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t r = rows ? rows[b] : row0 + b;
+        const double *xb = x + b * ld_x;
+        double *m = mean + r * dim, *c = cov + r * dim * dim, *zb = z2 + b * dim;
+        int present = 1;
+        for (int64_t j = 0; j < dim; j++) present &= xb[j] == xb[j];
+        if (!present) {
+            d2[b] = -1.0;
+            continue;
+        }
+        for (int64_t j = 0; j < dim; j++) d[j] = xb[j] - m[j];
+        for (int64_t i = 0; i < dim; i++) { /* Cholesky of A, lower triangle */
+            for (int64_t j = 0; j <= i; j++) {
+                double acc = c[i * dim + j];
+                if (i == j) acc += ridge * c[i * dim + i] + floor_var;
+                for (int64_t k = 0; k < j; k++) acc -= low[i * dim + k] * low[j * dim + k];
+                if (i == j)
+                    low[i * dim + i] = sqrt(acc > floor_var ? acc : floor_var);
+                else
+                    low[i * dim + j] = acc / low[j * dim + j];
+            }
+        }
+        double dist = 0.0;
+        for (int64_t i = 0; i < dim; i++) { /* L y = d */
+            double acc = d[i];
+            for (int64_t k = 0; k < i; k++) acc -= low[i * dim + k] * y[k];
+            y[i] = acc / low[i * dim + i];
+            dist += y[i] * y[i];
+        }
+        const int64_t n = count[r];
+        if (n >= warmup) {
+            for (int64_t i = dim - 1; i >= 0; i--) { /* L^T z = y, z in y */
+                double acc = y[i];
+                for (int64_t k = i + 1; k < dim; k++) acc -= low[k * dim + i] * y[k];
+                y[i] = acc / low[i * dim + i];
+            }
+            for (int64_t j = 0; j < dim; j++) {
+                const double share = d[j] * y[j];
+                zb[j] += share > 0.0 ? share : 0.0;
+            }
+            d2[b] = dist;
+        } else {
+            d2[b] = -1.0;
+        }
+        const double pace = (double)n + 1.0 + prior;
+        const double a = 1.0 / (pace < horizon ? pace : horizon), keep = 1.0 - a;
+        const double w = dist > c2 ? sqrt(c2 / dist) : 1.0;
+        for (int64_t j = 0; j < dim; j++) d[j] *= w;
+        for (int64_t j = 0; j < dim; j++) m[j] += a * d[j];
+        for (int64_t i = 0; i < dim; i++)
+            for (int64_t j = 0; j < dim; j++)
+                c[i * dim + j] = (c[i * dim + j] + a * d[i] * d[j]) * keep;
+        count[r] = n + 1;
+    }
+}
+
 /* The engine's per-reading scaling, one pass each (NumPy makes two to four, with temporaries
  * that wide video waves pay for in page faults). Slab rows (offset, scale) are rows[b], or
  * row0 + b when rows is NULL, ld_s doubles apart; the first `dim` columns are used. */
