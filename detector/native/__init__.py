@@ -616,7 +616,7 @@ def relations(
 ) -> np.ndarray | None:
     """The scorer's relations test in one pass (see ``detector_relations`` in kernels.c):
     readings ``x (B, D)`` against slab rows ``slots`` of ``mean (capacity, D)``,
-    ``cov (capacity, D, D)`` and ``count (capacity,)``, updated in place; adds each target's
+    ``cov (capacity, D, D)`` (float32) and ``count (capacity,)``, updated in place; adds each target's
     share to ``z2 (B, D)`` and returns each row's squared Mahalanobis distance ``(B,)``, -1
     where there is no evidence (a missing value, or not warm yet). ``None`` when the library
     is unavailable or the arrays do not fit."""
@@ -626,7 +626,8 @@ def relations(
         dim <= RELATIONS_MAX
         and x.dtype == np.float64
         and x.strides[1] == 8
-        and mean.dtype == cov.dtype == z2.dtype == np.float64
+        and mean.dtype == z2.dtype == np.float64
+        and cov.dtype == np.float32
         and count.dtype == np.int64
         and all(a.flags.c_contiguous for a in (mean, cov, count, z2))
         and mean.shape[1:] == (dim,)

@@ -213,10 +213,11 @@ void detector_repeats(const double *restrict x, int64_t ld_x, double *restrict l
  * readings (else d2[b] = -1: no evidence yet; also -1 for a reading with a missing value,
  * which neither scores nor updates). Then, at a = 1 / min(n + 1 + prior, horizon), with the
  * deviation shrunk to Mahalanobis length sqrt(c2) at most: mean += a dev,
- * cov = (cov + a dev dev^T)(1 - a), n += 1. Slabs are contiguous: mean (cap, dim),
- * cov (cap, dim, dim), n (cap,); rows as in detector_gaussian. */
+ * cov = (cov + a dev dev^T)(1 - a), n += 1, in doubles. Slabs are contiguous: mean
+ * (cap, dim) doubles, cov (cap, dim, dim) floats (half the memory; an EWMA needs no more),
+ * n (cap,); rows as in detector_gaussian. */
 void detector_relations(const double *restrict x, int64_t ld_x, double *restrict mean,
-                        double *restrict cov, int64_t *restrict count,
+                        float *restrict cov, int64_t *restrict count,
                         const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
                         double prior, double horizon, double ridge, double floor_var, double c2,
                         int64_t warmup, double *restrict z2, double *restrict d2) {
@@ -224,7 +225,8 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
     for (int64_t b = 0; b < batch; b++) {
         const int64_t r = rows ? rows[b] : row0 + b;
         const double *xb = x + b * ld_x;
-        double *m = mean + r * dim, *c = cov + r * dim * dim, *zb = z2 + b * dim;
+        double *m = mean + r * dim, *zb = z2 + b * dim;
+        float *c = cov + r * dim * dim;
         int present = 1;
         for (int64_t j = 0; j < dim; j++) present &= xb[j] == xb[j];
         if (!present) {
@@ -234,8 +236,8 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
         for (int64_t j = 0; j < dim; j++) d[j] = xb[j] - m[j];
         for (int64_t i = 0; i < dim; i++) { /* Cholesky of A, lower triangle */
             for (int64_t j = 0; j <= i; j++) {
-                double acc = c[i * dim + j];
-                if (i == j) acc += ridge * c[i * dim + i] + floor_var;
+                double acc = (double)c[i * dim + j];
+                if (i == j) acc += ridge * (double)c[i * dim + i] + floor_var;
                 for (int64_t k = 0; k < j; k++) acc -= low[i * dim + k] * low[j * dim + k];
                 if (i == j)
                     low[i * dim + i] = sqrt(acc > floor_var ? acc : floor_var);
@@ -272,7 +274,7 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
         for (int64_t j = 0; j < dim; j++) m[j] += a * d[j];
         for (int64_t i = 0; i < dim; i++)
             for (int64_t j = 0; j < dim; j++)
-                c[i * dim + j] = (c[i * dim + j] + a * d[i] * d[j]) * keep;
+                c[i * dim + j] = (float)(((double)c[i * dim + j] + a * d[i] * d[j]) * keep);
         count[r] = n + 1;
     }
 }
