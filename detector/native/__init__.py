@@ -615,11 +615,11 @@ def relations(
     warmup: int,
 ) -> np.ndarray | None:
     """The scorer's relations test in one pass (see ``detector_relations`` in kernels.c):
-    readings ``x (B, D)`` against slab rows ``slots`` of ``mean (capacity, D)``,
-    ``cov (capacity, D, D)`` (float32) and ``count (capacity,)``, updated in place; adds each target's
-    share to ``z2 (B, D)`` and returns each row's squared Mahalanobis distance ``(B,)``, -1
-    where there is no evidence (a missing value, or not warm yet). ``None`` when the library
-    is unavailable or the arrays do not fit."""
+    readings ``x (B, D)`` against slab rows ``slots`` of ``mean (capacity, D)``, ``cov
+    (capacity, D, D)`` (float32) and ``count (capacity,)``, updated in place; adds each
+    target's share to ``z2 (B, D)`` and returns each row's squared Mahalanobis distance
+    ``(B,)``, -1 where there is no evidence (a missing value, or not warm yet). ``None`` when
+    the library is unavailable or the arrays do not fit."""
     lib = library()
     batch, dim = x.shape
     fits = (
