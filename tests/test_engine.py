@@ -161,6 +161,26 @@ def test_snapshot_from_before_the_repeats_test_restores_it_fresh(ckpt, tmp_path)
         _engine(ckpt, scorer=repeats).restore(tmp_path / "older.npz")
 
 
+def test_snapshot_from_before_the_relations_test_restores_it_fresh(ckpt, tmp_path) -> None:
+    """A worker upgraded to the relations test keeps its streams' other state."""
+    feed = _fleet_feed()
+    engine = _engine(ckpt)
+    engine.process(feed.stream, feed.timestamp, feed.values)
+    engine.snapshot(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as z:
+        arrays = dict(z)
+    assert arrays["extra_scorer_rel_cov"].dtype == np.float32
+    old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_rel_")}
+    assert len(old) == len(arrays) - 3
+    np.savez(tmp_path / "old.npz", **old)
+    restored = _engine(ckpt)
+    assert restored.restore(tmp_path / "old.npz") == ["s0", "s1", "s2"]
+    slabs = restored.scorer.slabs
+    targets = len(ckpt.targets)
+    assert (slabs["rel_n"][:3] == 0).all() and (slabs["rel_cov"][:3] == np.eye(targets)).all()
+    np.testing.assert_array_equal(slabs["level_mean"][:3], arrays["extra_scorer_level_mean"])
+
+
 def test_unseen_stream_fits_its_own_scaler(ckpt) -> None:
     s = sine_fleet(streams=1, scale=1e4, offset=3e5)[0]
     engine = _engine(ckpt)
