@@ -227,6 +227,22 @@ def test_relations_flag_a_broken_correlation_that_each_target_alone_misses() -> 
     assert contrib[1500:1600].sum(axis=1).max() <= 1.0 + 1e-9
 
 
+def test_relations_on_32_targets_raise_no_false_alerts_while_the_covariance_is_young() -> None:
+    # 32 correlated targets, evidence from the 100th reading on: a sample covariance that young
+    # is near-singular and would call every reading an anomaly (it does with `prior` 0); the
+    # scaler's N(0, 1) as its prior, weighted `prior` readings, must keep it calm.
+    rng = np.random.default_rng(14)
+    n, b, t = 800, 10, 32
+    level = (rng.normal(size=(n, b, 3)) @ rng.normal(size=(3, t))) * 0.3
+    level += rng.normal(size=(n, b, t)) * 0.2
+    errs = rng.normal(size=(n, b, t))
+    scorer = make_scorer(CFG, np.ones(t), b)
+    slots = np.arange(b)
+    scores = np.array([scorer.score(slots, e, x)[0] for e, x in zip(errs, level, strict=True)])
+    assert "rel_cov" in scorer.slabs
+    assert np.mean(scores[100:] >= 0.5) < 1e-3
+
+
 def test_relations_skip_a_reading_with_a_missing_value() -> None:
     rng = np.random.default_rng(13)
     level = _related_pair(300, rng)
