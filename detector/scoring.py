@@ -178,7 +178,7 @@ class ScorerConfig:
     level: bool = True  # also score how far the reading itself is from the stream's usual level
     repeats: bool = False  # also score runs of exactly repeated readings (a stuck sensor)
     relations: bool = True  # also score the reading against the stream's own covariance
-    # (2 to 32 targets): a broken relation between channels, each of them in its usual range
+    # (2 to 64 targets): a broken relation between channels, each of them in its usual range
 
 
 class Scorer(Slabs):

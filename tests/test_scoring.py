@@ -203,6 +203,24 @@ def test_native_gaussian_pass_equals_the_numpy_reference(kind: str, shuffled: bo
         np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.skipif(native.library() is None, reason="no C compiler here")
+@pytest.mark.parametrize("targets", [33, 64])
+def test_native_relations_equal_numpy_up_to_the_widest(targets: int) -> None:
+    """The C pass's Cholesky buffers hold 64 targets: wide streams score as NumPy does."""
+    rng = np.random.default_rng(15)
+    level = rng.normal(size=(140, 4, 3)) @ rng.normal(size=(3, targets))
+    level += rng.normal(size=level.shape) * 0.3
+    level[120:, 2, :5] += 3.0  # a break, so the Huber bound is used
+    fast, ref = (make_scorer(CFG, np.ones(targets), 4) for _ in range(2))
+    ref.native = False
+    slots = np.array([2, 0, 3, 1])
+    for x in level:
+        e = rng.normal(size=(4, targets))
+        np.testing.assert_allclose(fast.score(slots, e, x)[0], ref.score(slots, e, x)[0], 1e-9)
+    for key in ("rel_mean", "rel_cov", "rel_n"):
+        np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-6, atol=1e-9)
+
+
 def _related_pair(n: int, rng: np.random.Generator) -> np.ndarray:
     """Two readings that move together, in the scaler's units: the second follows the first."""
     first = rng.normal(0, 1, n)
@@ -259,8 +277,8 @@ def test_relations_skip_a_reading_with_a_missing_value() -> None:
     assert score[0] > 0.5  # the level test still reads the present target, 50 sigmas off
 
 
-@pytest.mark.parametrize(("targets", "has"), [(1, False), (2, True), (32, True), (33, False)])
-def test_relations_need_2_to_32_targets(targets: int, has: bool) -> None:
+@pytest.mark.parametrize(("targets", "has"), [(1, False), (2, True), (64, True), (65, False)])
+def test_relations_need_2_to_64_targets(targets: int, has: bool) -> None:
     scorer = make_scorer(CFG, np.ones(targets), 4)
     assert ("rel_cov" in scorer.slabs) is has
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False}), np.ones(targets), 4)

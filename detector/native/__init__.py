@@ -596,7 +596,7 @@ def repeats(
     return least
 
 
-RELATIONS_MAX = 32  # detector_relations' stack buffers: at most this many targets
+RELATIONS_MAX = 64  # detector_relations' stack buffers: at most this many targets
 
 
 def relations(

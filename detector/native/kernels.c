@@ -208,7 +208,7 @@ void detector_repeats(const double *restrict x, int64_t ld_x, double *restrict l
 
 /* The scorer's relations test (GaussianScorer._relations) in one call: per row, the
  * Mahalanobis distance d2 of the reading from the stream's own mean under its own covariance,
- * regularised as A = cov + (ridge diag(cov) + floor) I (solved by Cholesky; dim <= 32), and
+ * regularised as A = cov + (ridge diag(cov) + floor) I (solved by Cholesky; dim <= 64), and
  * each target's share max(d_j (A^-1 d)_j, 0) added to z2 once the row has seen `warmup`
  * readings (else d2[b] = -1: no evidence yet; also -1 for a reading with a missing value,
  * which neither scores nor updates). Then, at a = 1 / min(n + 1 + prior, horizon), with the
@@ -221,7 +221,7 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
                         const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
                         double prior, double horizon, double ridge, double floor_var, double c2,
                         int64_t warmup, double *restrict z2, double *restrict d2) {
-    double low[32 * 32], d[32], y[32];
+    double low[64 * 64], d[64], y[64]; /* 32 KiB of stack at most */
     for (int64_t b = 0; b < batch; b++) {
         const int64_t r = rows ? rows[b] : row0 + b;
         const double *xb = x + b * ld_x;
