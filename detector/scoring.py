@@ -210,7 +210,12 @@ _LOG10_E = float(np.log10(np.e))
 
 
 def calibrate_tail(
-    s: dict[str, np.ndarray], slots: np.ndarray, y: np.ndarray, use: np.ndarray, cfg: ScorerConfig
+    s: dict[str, np.ndarray],
+    slots: np.ndarray,
+    y: np.ndarray,
+    use: np.ndarray,
+    cfg: ScorerConfig,
+    prefix: str = "",
 ) -> np.ndarray:
     """Gaussian surprise ``y = -log10 p`` → ``log10 p`` under the stream's own tail; updates it.
 
@@ -223,19 +228,32 @@ def calibrate_tail(
     ``m`` forgets at the pace of ``horizon / 100`` exceedances, and an excess updates it clipped
     at ``tail_clip * m``: loose enough to learn a heavy tail within a few dozen exceedances,
     tight enough that one absurd reading cannot hide the next anomaly.
+
+    With a ``prefix`` (another test's tail: slabs ``prefix + "tail_rate"`` and so on, its
+    reading count ``prefix + "n"``), ``m`` learns only from the first reading of each run of
+    exceedances (slab ``prefix + "tail_over"``: was the last reading one?): a routine event
+    that lasts (a mode switch, a command flag) teaches its size once per occurrence, and a
+    sustained fault teaches it once, not at every reading, so it keeps its evidence.
     """
-    slots = rows(slots)  # every row is read before any is written
-    r, m, k = s["tail_rate"][slots], s["tail_excess"][slots], s["tail_n"][slots]
+    if not isinstance(slots, slice):
+        slots = rows(slots)  # every row is read before any is written
+    r = s[prefix + "tail_rate"][slots]
+    m, k = s[prefix + "tail_excess"][slots], s[prefix + "tail_n"][slots]
     lr = np.log10(r)
     log10_p = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
     over = use & (y > _TAIL_AT)
-    count = s["count"][slots]  # readings already seen, this one included
+    count = s[prefix + "n" if prefix else "count"][slots]  # readings seen, this one included
     alpha = 1.0 / np.minimum(count + cfg.tail_prior, cfg.horizon)
-    s["tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
+    s[prefix + "tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
+    learn = over
+    if prefix:
+        was = s[prefix + "tail_over"][slots]
+        learn = over & (was == 0)
+        s[prefix + "tail_over"][slots] = np.where(use, over, was)
     beta = 1.0 / np.minimum(k + 1 + cfg.tail_events, max(cfg.horizon // 100, cfg.tail_events))
     excess = np.minimum(y - _TAIL_AT, cfg.tail_clip * m)
-    s["tail_excess"][slots] = np.where(over, m + beta * (excess - m), m)
-    s["tail_n"][slots] = k + over
+    s[prefix + "tail_excess"][slots] = np.where(learn, m + beta * (excess - m), m)
+    s[prefix + "tail_n"][slots] = k + learn
     return log10_p
 
 
@@ -261,6 +279,7 @@ class GaussianScorer(Scorer):
     name = "gaussian"
     added_later = frozenset(
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_cov", "rel_n"}
+        | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
     )  # the repeats and relations tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
@@ -282,6 +301,11 @@ class GaussianScorer(Scorer):
                 # the scaler's N(0, 1) is the prior
                 "rel_cov": np.tile(np.eye(t, dtype=np.float32), (n, 1, 1)),
                 "rel_n": np.zeros(n, np.int64),  # readings it has learnt from
+                # its own tail, as the error test's (see calibrate_tail)
+                "rel_tail_rate": np.full(n, 10.0**-_TAIL_AT),
+                "rel_tail_excess": np.full(n, _LOG10_E),
+                "rel_tail_n": np.zeros(n, np.int64),
+                "rel_tail_over": np.zeros(n, np.int64),
             }
         if self.config.repeats:  # only then: 24 bytes per target and stream
             out |= {
@@ -348,8 +372,11 @@ class GaussianScorer(Scorer):
         that is nearly constant, or two that are nearly collinear, cannot make a rounding step
         an anomaly. A reading updates the statistics with its deviation shrunk to the Huber
         bound ``t + 3 sqrt(2 t)`` (three standard deviations above a chi-square's mean), so a
-        sustained fault inflates the covariance slowly and keeps its evidence longer. A reading
-        with a missing value is no evidence and no update. One C pass when :mod:`detector.native`
+        sustained fault inflates the covariance slowly. The ``p`` is then read through the
+        test's own learnt tail (:func:`calibrate_tail`, learning once per run of exceedances):
+        a discrete channel (a command flag, a mode) that a calm stretch made look Gaussian has
+        routine pulses of many sigmas, and without the tail each would alert. A reading with a
+        missing value is no evidence and no update. One C pass when :mod:`detector.native`
         is built; the NumPy below is the reference.
         """
         s, cfg = self.slabs, self.config
@@ -373,7 +400,7 @@ class GaussianScorer(Scorer):
             )
             if d2 is not None:
                 lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
-                return np.where(d2 >= 0.0, lp, 0.0)
+                return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, prefix="rel_")
         mean, n = s["rel_mean"][slots], s["rel_n"][slots]
         cov = s["rel_cov"][slots].astype(np.float64)  # computed in doubles, stored in floats
         present = ~np.isnan(level).any(axis=1)
@@ -394,7 +421,8 @@ class GaussianScorer(Scorer):
             1.0 - a[:, :, None]
         )
         s["rel_n"][slots] = n + present
-        return np.where(warm, log10_chi2_tail(d2, np.full(len(d2), t)), 0.0)
+        lp = log10_chi2_tail(d2, np.full(len(d2), t))
+        return calibrate_tail(s, slots, -lp, warm, cfg, prefix="rel_")
 
     def _gaussian(
         self, slots: np.ndarray, x: np.ndarray, key: str, alpha: np.ndarray

@@ -237,9 +237,10 @@ def test_relations_flag_a_broken_correlation_that_each_target_alone_misses() -> 
     off, _ = _scores_with_level(level, relations=False)
     broken = slice(1500, 1600)
     # Where the first channel is near 0, the broken relation reads alike: the evidence is the
-    # readings away from it, and it holds there (the Huber-shrunk update is slow).
-    telling = np.abs(level[broken, 0]) > 1.0  # the second is then 2 sd off where it belonged
-    assert np.mean(on[broken][telling] >= 0.5) > 0.9
+    # readings away from it (the second is then 2 sd or more off where it belonged). The test's
+    # own tail learns from each such run, so the onset is what must be seen.
+    telling = np.flatnonzero(np.abs(level[broken, 0]) > 1.0)
+    assert np.all(on[broken][telling[:5]] >= 0.5)
     assert np.mean(off[broken] >= 0.5) < 0.05
     assert np.mean(on[200:1500] >= 0.5) < 0.01  # learnt relation, no false alerts
     assert contrib[1500:1600].sum(axis=1).max() <= 1.0 + 1e-9
@@ -259,6 +260,40 @@ def test_relations_on_32_targets_raise_no_false_alerts_while_the_covariance_is_y
     scores = np.array([scorer.score(slots, e, x)[0] for e, x in zip(errs, level, strict=True)])
     assert "rel_cov" in scorer.slabs
     assert np.mean(scores[100:] >= 0.5) < 1e-3
+
+
+def _telemetry_with_command_flags(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
+    """Four correlated channels and two command flags: 0, then 1 for 5-20 readings every few
+    hundred, in the scaler's units (a pulse is about 6 training sd)."""
+    cont = rng.normal(size=(n, b, 2)) @ rng.normal(size=(2, 4)) * 0.5
+    cont += rng.normal(size=(n, b, 4)) * 0.2
+    flags = np.zeros((n, b, 2))
+    for j in range(b):
+        for k in range(2):
+            i = int(rng.integers(50, 300))
+            while i < n:
+                length = int(rng.integers(5, 20))
+                flags[i : i + length, j, k] = 1.0
+                i += length + int(rng.integers(150, 450))
+    return np.concatenate([cont, (flags - flags.mean()) / flags.std()], axis=2)
+
+
+def test_relations_learn_a_routine_command_flag_and_stop_alerting_on_it() -> None:
+    # A Gaussian covariance learnt in a calm stretch calls each pulse a many-sigma event (7% of
+    # readings alert-level without the test's own tail); the tail must learn pulses are routine.
+    rng = np.random.default_rng(3)
+    n, b = 3000, 10
+    level = _telemetry_with_command_flags(rng, n, b)
+    errs = rng.normal(size=(n, b, 6)) * 0.5
+    errs[1:, :, 4:] += np.diff(level[:, :, 4:], axis=0)  # the forecaster misses each switch
+    slots = np.arange(b)
+    share = {}
+    for on in (True, False):
+        cfg = ScorerConfig(**{**CFG.__dict__, "relations": on})
+        scorer = make_scorer(cfg, np.ones(6), b)
+        scores = np.array([scorer.score(slots, e, x)[0] for e, x in zip(errs, level, strict=True)])
+        share[on] = np.mean(scores[300:] >= 0.5)
+    assert share[True] <= share[False] + 0.005
 
 
 def test_relations_skip_a_reading_with_a_missing_value() -> None:
