@@ -217,6 +217,7 @@ def calibrate_tail(
     use: np.ndarray,
     cfg: ScorerConfig,
     prefix: str = "",
+    per_run: bool = False,
 ) -> np.ndarray:
     """Gaussian surprise ``y = -log10 p`` → ``log10 p`` under the stream's own tail; updates it.
 
@@ -230,11 +231,12 @@ def calibrate_tail(
     at ``tail_clip * m``: loose enough to learn a heavy tail within a few dozen exceedances,
     tight enough that one absurd reading cannot hide the next anomaly.
 
-    With a ``prefix`` (another test's tail: slabs ``prefix + "tail_rate"`` and so on, its
-    reading count ``prefix + "n"``), ``m`` learns only from the first reading of each run of
-    exceedances (slab ``prefix + "tail_over"``: was the last reading one?): a routine event
-    that lasts (a mode switch, a command flag) teaches its size once per occurrence, and a
-    sustained fault teaches it once, not at every reading, so it keeps its evidence.
+    A ``prefix`` names another test's tail: slabs ``prefix + "tail_rate"`` and so on, and its
+    reading count ``prefix + "n"``. With ``per_run``, ``m`` learns only from the first reading
+    of each run of exceedances (slab ``prefix + "tail_over"``: was the last reading one?): a
+    routine event that lasts (a mode switch, a command flag) teaches its size once per
+    occurrence, and a sustained fault teaches it once, not at every reading, so it keeps its
+    evidence.
     """
     if not isinstance(slots, slice):
         slots = rows(slots)  # every row is read before any is written
@@ -247,7 +249,7 @@ def calibrate_tail(
     alpha = 1.0 / np.minimum(count + cfg.tail_prior, cfg.horizon)
     s[prefix + "tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
     learn = over
-    if prefix:
+    if per_run:
         was = s[prefix + "tail_over"][slots]
         learn = over & (was == 0)
         s[prefix + "tail_over"][slots] = np.where(use, over, was)
@@ -401,7 +403,7 @@ class GaussianScorer(Scorer):
             )
             if d2 is not None:
                 lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
-                return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, prefix="rel_")
+                return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, "rel_", per_run=True)
         mean, n = s["rel_mean"][slots], s["rel_n"][slots]
         cov = s["rel_cov"][slots].astype(np.float64)  # computed in doubles, stored in floats
         present = ~np.isnan(level).any(axis=1)
@@ -423,7 +425,7 @@ class GaussianScorer(Scorer):
         )
         s["rel_n"][slots] = n + present
         lp = log10_chi2_tail(d2, np.full(len(d2), t))
-        return calibrate_tail(s, slots, -lp, warm, cfg, prefix="rel_")
+        return calibrate_tail(s, slots, -lp, warm, cfg, "rel_", per_run=True)
 
     def _gaussian(
         self, slots: np.ndarray, x: np.ndarray, key: str, alpha: np.ndarray
