@@ -386,8 +386,8 @@ class GaussianScorer(Scorer):
         slots = rows(slots)  # every row is read before any is written
         t = level.shape[1]
         c2 = t + 3.0 * np.sqrt(2.0 * t)
-        if self.native:
-            d2 = native.relations(
+        d2 = (
+            native.relations(
                 level,
                 s["rel_mean"],
                 s["rel_cov"],
@@ -401,9 +401,21 @@ class GaussianScorer(Scorer):
                 c2=c2,
                 warmup=_RELATIONS_WARMUP,
             )
-            if d2 is not None:
-                lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
-                return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, "rel_", per_run=True)
+            if self.native
+            else None
+        )
+        if d2 is None:  # no C library, or arrays it does not take
+            d2 = self._relations_numpy(slots, level, z2, c2)
+        lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
+        return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, "rel_", per_run=True)
+
+    def _relations_numpy(
+        self, slots: np.ndarray | slice, level: np.ndarray, z2: np.ndarray, c2: float
+    ) -> np.ndarray:
+        """The reference for ``detector_relations``: squared distances, -1 where there is no
+        evidence; adds the shares to ``z2`` and updates the state."""
+        s, cfg = self.slabs, self.config
+        t = level.shape[1]
         mean, n = s["rel_mean"][slots], s["rel_n"][slots]
         cov = s["rel_cov"][slots].astype(np.float64)  # computed in doubles, stored in floats
         present = ~np.isnan(level).any(axis=1)
@@ -424,8 +436,7 @@ class GaussianScorer(Scorer):
             1.0 - a[:, :, None]
         )
         s["rel_n"][slots] = n + present
-        lp = log10_chi2_tail(d2, np.full(len(d2), t))
-        return calibrate_tail(s, slots, -lp, warm, cfg, "rel_", per_run=True)
+        return np.where(warm, d2, -1.0)
 
     def _gaussian(
         self, slots: np.ndarray, x: np.ndarray, key: str, alpha: np.ndarray
