@@ -180,6 +180,8 @@ class ScorerConfig:
     repeats: bool = False  # also score runs of exactly repeated readings (a stuck sensor)
     relations: bool = True  # also score the reading against the stream's own covariance
     # (2 to 64 targets): a broken relation between channels, each of them in its usual range
+    sustained: int = 20  # memory, in readings, of the smoothed level the sustained test reads
+    # (0 = off): a small shift that lasts, invisible in any single reading
 
 
 class Scorer(Slabs):
@@ -260,6 +262,9 @@ def calibrate_tail(
     return log10_p
 
 
+# The sustained test (GaussianScorer._sustained), set by reasoning:
+_SUSTAINED_CLIP = 3.0  # a smoothed level updates its statistics as if at most 3 sigmas off
+_SUSTAINED_WARMUP = 5  # memories (of `sustained` readings) before the test is evidence
 _REPEAT_PRIOR = 0.1  # the repeat rate a stream starts from: most readings differ from the last
 # The relations test (GaussianScorer._relations). Set by reasoning, except the ridge:
 _RELATIONS_WARMUP = 100  # readings a stream's covariance learns from before it is evidence
@@ -283,7 +288,8 @@ class GaussianScorer(Scorer):
     added_later = frozenset(
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_cov", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
-    )  # the repeats and relations tests
+        | {"sus_level", "sus_mean", "sus_var"}
+    )  # the repeats, relations and sustained tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         t = len(self.error_std)
@@ -309,6 +315,12 @@ class GaussianScorer(Scorer):
                 "rel_tail_excess": np.full(n, _LOG10_E),
                 "rel_tail_n": np.zeros(n, np.int64),
                 "rel_tail_over": np.zeros(n, np.int64),
+            }
+        if self.config.sustained:  # 12 bytes per target (float32: EWMAs need no more)
+            out |= {
+                "sus_level": np.zeros((n, t), np.float32),  # the smoothed level, scaled units
+                "sus_mean": np.zeros((n, t), np.float32),  # its own mean and variance: they
+                "sus_var": np.ones((n, t), np.float32),  # know the stream's autocorrelation
             }
         if self.config.repeats:  # only then: 24 bytes per target and stream
             out |= {
@@ -359,6 +371,43 @@ class GaussianScorer(Scorer):
         s["rep_run"][slots] = run
         s["rep_last"][slots] = np.where(present, level, last)
         return lp.min(axis=1)
+
+    def _sustained(
+        self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray, alpha: np.ndarray
+    ) -> np.ndarray:
+        """Each row's ``log10 p (B,)`` of its smoothed level's distance from the usual; adds each
+        target's squared z to ``z2`` and updates the state, at the error statistics' ``alpha``.
+
+        A fault that shifts a channel by a fraction of its noise (a valve half closed) hides in
+        every single reading: the forecaster follows it and the level test sees a reading well
+        inside the training spread. Averaged over the last ``sustained`` readings (an EWMA) the
+        noise shrinks and the shift does not. How much the average varies on normal data
+        depends on the stream's autocorrelation, so the test does not assume it: it keeps the
+        smoothed level's own running mean and variance (the scaler's N(0, 1) is their prior,
+        updated at the error statistics' pace, with deviations clipped at
+        ``_SUSTAINED_CLIP`` sigmas so a lasting fault inflates them slowly) and reads the
+        largest target's two-sided normal tail, Bonferroni over the targets (channels are often
+        correlated, so their z are not added). Evidence after ``_SUSTAINED_WARMUP`` memories;
+        a missing value neither moves the average nor is evidence.
+        """
+        s, cfg = self.slabs, self.config
+        slots = rows(slots)  # every row is read before any is written
+        smooth = s["sus_level"][slots].astype(np.float64)
+        mean = s["sus_mean"][slots].astype(np.float64)
+        var = s["sus_var"][slots].astype(np.float64)
+        present = ~np.isnan(level)
+        smooth = np.where(present, smooth + (level - smooth) / cfg.sustained, smooth)
+        z2s = np.where(present, np.square(smooth - mean) / var, 0.0)
+        a = alpha[:, None]
+        clipped = np.minimum(z2s, _SUSTAINED_CLIP**2)
+        delta = np.sign(smooth - mean) * np.sqrt(clipped * var)
+        s["sus_level"][slots] = smooth
+        s["sus_mean"][slots] = np.where(present, mean + a * delta, mean)
+        s["sus_var"][slots] = np.where(present, (var + a * clipped * var) * (1.0 - a), var)
+        warm = s["count"][slots] > _SUSTAINED_WARMUP * cfg.sustained
+        z2 += np.where(warm[:, None], z2s, 0.0)
+        lp = log10_normal_tail(np.sqrt(z2s.max(axis=1))) + np.log10(2.0 * level.shape[1])
+        return np.where(warm, np.minimum(lp, 0.0), 0.0)
 
     def _relations(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
         """Each row's ``log10 p (B,)`` of its reading's squared Mahalanobis distance from the
@@ -506,6 +555,9 @@ class GaussianScorer(Scorer):
             )
             log10_p, tests = np.minimum(log10_p, lp), tests + 1
             z2 += lz2  # z2 is this call's own
+        if cfg.sustained and level is not None:
+            log10_p = np.minimum(log10_p, self._sustained(slots, level, z2, alpha))
+            tests += 1
         if "rel_cov" in s and level is not None:
             log10_p, tests = np.minimum(log10_p, self._relations(slots, level, z2)), tests + 1
         if cfg.repeats and level is not None:
