@@ -274,9 +274,9 @@ class Engine:
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
             later = [k for k in owner.added_later if k in owner.slabs and prefix + k not in extra]
-            if later:  # an older snapshot: the state added since starts fresh
-                row = owner._fresh(1)  # every fresh row is alike; one, not a whole slab's worth
-                extra |= {prefix + k: np.repeat(row[k], len(slots), axis=0) for k in later}
+            if later:  # an older snapshot: the state added since starts fresh, or as learnt
+                have = {k: extra[prefix + k] for k in owner.slabs if prefix + k in extra}
+                extra |= {prefix + k: v for k, v in owner.upgraded(later, have).items()}
             for k, slab in owner.slabs.items():
                 got = extra.get(prefix + k)
                 if got is None or got.shape[1:] != slab.shape[1:]:

@@ -254,3 +254,25 @@ def test_swap_model_refuses_other_features(ckpt) -> None:
     )
     with pytest.raises(DetectorError, match="restart instead"):
         _engine(ckpt).swap_model(other.to_checkpoint())
+
+
+def test_snapshot_from_before_the_sustained_test_starts_it_at_the_learnt_level(
+    ckpt, tmp_path
+) -> None:
+    """The stream is past its warm-up, so the test is evidence at once: its average must start
+    where the stream's level is, not at the scaler's 0."""
+    feed = _fleet_feed()
+    engine = _engine(ckpt)
+    engine.process(feed.stream, feed.timestamp, feed.values)
+    engine.snapshot(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as z:
+        arrays = dict(z)
+    old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_sus_")}
+    assert len(old) == len(arrays) - 3
+    np.savez(tmp_path / "old.npz", **old)
+    restored = _engine(ckpt)
+    assert restored.restore(tmp_path / "old.npz") == ["s0", "s1", "s2"]
+    slabs, level = restored.scorer.slabs, arrays["extra_scorer_level_mean"]
+    np.testing.assert_allclose(slabs["sus_level"][:3], level, rtol=1e-6)
+    np.testing.assert_allclose(slabs["sus_mean"][:3], level, rtol=1e-6)
+    assert (slabs["sus_var"][:3] == 1.0).all()

@@ -125,8 +125,9 @@ def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -
     level[600:900, 0, 0] += 8.0
     scores = {}
     for on in (True, False):
-        # The relations test would see the shift too: off, so this measures the level test.
-        cfg = ScorerConfig(**{**CFG.__dict__, "level": on, "relations": False})
+        # The relations and sustained tests would see the shift too: off, so this measures the
+        # level test.
+        cfg = ScorerConfig(**{**CFG.__dict__, "level": on, "relations": False, "sustained": 0})
         scorer = make_scorer(cfg, np.ones(2), 1)
         slot = np.zeros(1, np.int64)
         scores[on] = np.array(
@@ -361,3 +362,63 @@ def test_repeats_a_missing_reading_neither_extends_nor_breaks_a_run() -> None:
     assert on[619] >= 0.6 and on[610] >= on[604]
     ref, _ = _scores_with_level(level2, repeats=True)
     assert on[619] == pytest.approx(ref[614], abs=0.05)
+
+
+def test_sustained_flags_a_small_lasting_shift_that_no_single_reading_shows() -> None:
+    # From row 1200 one channel sits 1.5 noise sd higher: single readings stay inside the usual
+    # spread and the forecaster follows them, but the average of the last 20 readings is about
+    # 6 of its own sds off. (Its clipped updates inflate its variance, so within a few hundred
+    # readings a shift this small is learnt: the onset is what must be seen.)
+    rng = np.random.default_rng(21)
+    level = rng.normal(0, 1, (1600, 2))
+    level[1200:, 0] += 1.5
+    on, contrib = _scores_with_level(level, relations=False)
+    off, _ = _scores_with_level(level, relations=False, sustained=0)
+    caught_up = slice(1240, 1300)  # two memories in: the average has moved
+    assert np.mean(on[caught_up] >= 0.5) > 0.9
+    assert np.mean(off[1200:] >= 0.5) < 0.01
+    assert np.mean(on[200:1200] >= 0.5) < 0.01
+    assert np.all(contrib[caught_up].argmax(axis=1) == 0)  # it names the shifted channel
+
+
+def test_sustained_learns_the_autocorrelation_of_a_slow_stream() -> None:
+    # AR(1) readings with phi 0.98: averaging 20 of them hardly shrinks the noise. A test that
+    # assumed independent readings would put the average's sd at 1 / sqrt(39) and call most
+    # of this stream's ordinary swings anomalies; its own running variance must not.
+    rng = np.random.default_rng(22)
+    n, b, phi = 3000, 10, 0.98
+    level = np.zeros((n, b, 1))
+    for i in range(1, n):
+        level[i] = phi * level[i - 1] + np.sqrt(1 - phi**2) * rng.normal(size=(b, 1))
+    cfg = ScorerConfig(**{**CFG.__dict__, "level": False})
+    scorer = make_scorer(cfg, np.ones(1), b)
+    slots = np.arange(b)
+    scores = np.array([scorer.score(slots, rng.normal(size=(b, 1)), x)[0] for x in level])
+    smooth = np.zeros((b, 1))
+    naive = []
+    for x in level:
+        smooth += (x - smooth) / cfg.sustained
+        naive.append(np.abs(smooth[:, 0]) * np.sqrt(2 * cfg.sustained - 1) > 4.5)
+    assert np.mean(naive[500:]) > 0.3  # the independence assumption would fail here
+    assert np.mean(scores[500:] >= 0.5) < 2e-3
+
+
+def test_sustained_a_missing_value_neither_moves_the_average_nor_is_evidence() -> None:
+    rng = np.random.default_rng(23)
+    scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False}), np.ones(2), 1)
+    slot = np.zeros(1, np.int64)
+    for _ in range(300):
+        scorer.score(slot, rng.normal(0, 1, (1, 2)), rng.normal(0, 1, (1, 2)))
+    before = {k: scorer.slabs[k][0, 0] for k in ("sus_level", "sus_mean", "sus_var")}
+    gap = np.array([[np.nan, 0.0]])  # as the engine gives it: no reading, no error
+    score, contrib = scorer.score(slot, gap, gap)
+    for k, v in before.items():
+        assert scorer.slabs[k][0, 0] == v
+    assert contrib[0, 0] == 0.0 and score[0] < 0.5
+
+
+def test_sustained_off_keeps_no_state() -> None:
+    off = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": 0}), np.ones(3), 4)
+    assert not any(k.startswith("sus_") for k in off.slabs)
+    on = make_scorer(CFG, np.ones(3), 4)
+    assert on.slabs["sus_var"].dtype == np.float32  # 12 bytes per target: see performance.md
