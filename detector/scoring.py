@@ -222,6 +222,8 @@ def calibrate_tail(
     cfg: ScorerConfig,
     prefix: str = "",
     per_run: bool = False,
+    count: str | None = None,
+    at_peak: bool = False,
 ) -> np.ndarray:
     """Gaussian surprise ``y = -log10 p`` → ``log10 p`` under the stream's own tail; updates it.
 
@@ -236,11 +238,14 @@ def calibrate_tail(
     tight enough that one absurd reading cannot hide the next anomaly.
 
     A ``prefix`` names another test's tail: slabs ``prefix + "tail_rate"`` and so on, and its
-    reading count ``prefix + "n"``. With ``per_run``, ``m`` learns only from the first reading
-    of each run of exceedances (slab ``prefix + "tail_over"``: was the last reading one?): a
-    routine event that lasts (a mode switch, a command flag) teaches its size once per
-    occurrence, and a sustained fault teaches it once, not at every reading, so it keeps its
-    evidence.
+    reading count ``prefix + "n"`` (or the slab named by ``count``). With ``per_run``, ``m``
+    learns only from the first reading of each run of exceedances (slab ``prefix +
+    "tail_over"``: was the last reading one?): a routine event that lasts (a mode switch, a
+    command flag) teaches its size once per occurrence, and a sustained fault teaches it once,
+    not at every reading, so it keeps its evidence. With ``at_peak`` too, a run teaches its
+    largest excess once it has ended (slab ``prefix + "tail_peak"``): a smoothed statistic
+    climbs through a run, so a run's first reading is barely over the threshold and would
+    teach that routine pulses are small.
     """
     if not isinstance(slots, slice):
         slots = rows(slots)  # every row is read before any is written
@@ -249,16 +254,21 @@ def calibrate_tail(
     lr = np.log10(r)
     log10_p = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
     over = use & (y > _TAIL_AT)
-    count = s[prefix + "n" if prefix else "count"][slots]  # readings seen, this one included
-    alpha = 1.0 / np.minimum(count + cfg.tail_prior, cfg.horizon)
+    seen = s[count or (prefix + "n" if prefix else "count")][slots]  # this one included
+    alpha = 1.0 / np.minimum(seen + cfg.tail_prior, cfg.horizon)
     s[prefix + "tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
-    learn = over
+    learn, excess = over, y - _TAIL_AT
     if per_run:
-        was = s[prefix + "tail_over"][slots]
-        learn = over & (was == 0)
+        was = s[prefix + "tail_over"][slots] != 0
+        learn = over & ~was
+        if at_peak:
+            peak = s[prefix + "tail_peak"][slots].astype(np.float64)  # a copy: written below
+            learn, excess = use & was & ~over, peak  # the run that has just ended
+            top = np.maximum(np.where(was, peak, 0.0), y - _TAIL_AT)
+            s[prefix + "tail_peak"][slots] = np.where(use, np.where(over, top, 0.0), peak)
         s[prefix + "tail_over"][slots] = np.where(use, over, was)
     beta = 1.0 / np.minimum(k + 1 + cfg.tail_events, max(cfg.horizon // 100, cfg.tail_events))
-    excess = np.minimum(y - _TAIL_AT, cfg.tail_clip * m)
+    excess = np.minimum(excess, cfg.tail_clip * m)
     s[prefix + "tail_excess"][slots] = np.where(learn, m + beta * (excess - m), m)
     s[prefix + "tail_n"][slots] = k + learn
     return log10_p
@@ -291,6 +301,7 @@ class GaussianScorer(Scorer):
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_cov", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
         | {"sus_level", "sus_mean", "sus_var"}
+        | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_over", "sus_tail_peak"}
     )  # the repeats, relations and sustained tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
@@ -318,11 +329,17 @@ class GaussianScorer(Scorer):
                 "rel_tail_n": np.zeros(n, np.int64),
                 "rel_tail_over": np.zeros(n, np.int64),
             }
-        if self.config.sustained:  # 12 bytes per target (float32: EWMAs need no more)
+        if self.config.sustained:  # 12 bytes per target and 13 (float32: EWMAs need no more)
             out |= {
                 "sus_level": np.zeros((n, t), np.float32),  # the smoothed level, scaled units
                 "sus_mean": np.zeros((n, t), np.float32),  # its own mean and variance: they
                 "sus_var": np.ones((n, t), np.float32),  # know the stream's autocorrelation
+                # and its own tail, as the error test's (see calibrate_tail)
+                "sus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
+                "sus_tail_excess": np.full(n, _LOG10_E, np.float32),
+                "sus_tail_n": np.zeros(n, np.int32),
+                "sus_tail_over": np.zeros(n, bool),
+                "sus_tail_peak": np.zeros(n, np.float32),
             }
         if self.config.repeats:  # only then: 24 bytes per target and stream
             out |= {
@@ -419,7 +436,13 @@ class GaussianScorer(Scorer):
         warm = s["count"][slots] > _SUSTAINED_WARMUP * cfg.sustained
         z2 += np.where(warm[:, None], z2s, 0.0)
         lp = log10_normal_tail(np.sqrt(z2s.max(axis=1))) + np.log10(2.0 * level.shape[1])
-        return np.where(warm, np.minimum(lp, 0.0), 0.0)
+        use = warm & present.any(axis=1)
+        # Its own tail, as the relations test's: a discrete channel (a command flag) makes an
+        # average with routine many-sigma pulses. A pulse's average climbs for as long as it
+        # lasts, so a run of exceedances teaches its peak, once it is over.
+        y = -np.minimum(lp, 0.0)
+        lp = calibrate_tail(s, slots, y, use, cfg, "sus_", True, count="count", at_peak=True)
+        return np.where(use, lp, 0.0)
 
     def _relations(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
         """Each row's ``log10 p (B,)`` of its reading's squared Mahalanobis distance from the

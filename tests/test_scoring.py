@@ -403,6 +403,25 @@ def test_sustained_learns_the_autocorrelation_of_a_slow_stream() -> None:
     assert np.mean(scores[500:] >= 0.5) < 2e-3
 
 
+def test_sustained_learns_routine_command_flag_pulses_and_stops_alerting_on_them() -> None:
+    # A pulse's 20-reading average is many sigmas of a calm stretch's: 5% of these readings
+    # are alert-level with no tail, and 3-4% with a tail that learns from a run's first
+    # reading (the average is only starting to climb there); learning each run's peak must
+    # bring it back to the rate without the test.
+    rng = np.random.default_rng(3)
+    n, b = 3000, 10
+    level = _telemetry_with_command_flags(rng, n, b)
+    errs = rng.normal(size=(n, b, 6)) * 0.5
+    errs[1:, :, 4:] += np.diff(level[:, :, 4:], axis=0)  # the forecaster misses each switch
+    slots = np.arange(b)
+    share = {}
+    for memory in (20, 0):
+        scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": memory}), np.ones(6), b)
+        scores = np.array([scorer.score(slots, e, x)[0] for e, x in zip(errs, level, strict=True)])
+        share[memory] = np.mean(scores[300:] >= 0.5)
+    assert share[20] <= share[0] + 0.003
+
+
 def test_sustained_a_missing_value_neither_moves_the_average_nor_is_evidence() -> None:
     rng = np.random.default_rng(23)
     scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False}), np.ones(2), 1)
