@@ -417,10 +417,35 @@ class GaussianScorer(Scorer):
         ``_SUSTAINED_CLIP`` sigmas so a lasting fault inflates them slowly) and reads the
         largest target's two-sided normal tail, Bonferroni over the targets (channels are often
         correlated, so their z are not added). Evidence after ``_SUSTAINED_WARMUP`` memories;
-        a missing value neither moves the average nor is evidence.
+        a missing value neither moves the average nor is evidence. One C pass when
+        :mod:`detector.native` is built; the NumPy below is the reference.
         """
         s, cfg = self.slabs, self.config
         slots = rows(slots)  # every row is read before any is written
+        state = s["sus_level"], s["sus_mean"], s["sus_var"]
+        fast = (
+            native.sustained(level, *state, slots, alpha, cfg.sustained, _SUSTAINED_CLIP)
+            if self.native
+            else None
+        )
+        z2s, top = fast if fast is not None else self._sustained_numpy(slots, level, alpha)
+        warm = s["count"][slots] > _SUSTAINED_WARMUP * cfg.sustained
+        z2 += np.where(warm[:, None], z2s, 0.0)
+        lp = log10_normal_tail(np.sqrt(top)) + np.log10(2.0 * level.shape[1])
+        use = warm & ~np.isnan(level).all(axis=1)
+        # Its own tail, as the relations test's: a discrete channel (a command flag) makes an
+        # average with routine many-sigma pulses. A pulse's average climbs for as long as it
+        # lasts, so a run of exceedances teaches its peak, once it is over.
+        y = -np.minimum(lp, 0.0)
+        lp = calibrate_tail(s, slots, y, use, cfg, "sus_", True, count="count", at_peak=True)
+        return np.where(use, lp, 0.0)
+
+    def _sustained_numpy(
+        self, slots: np.ndarray | slice, level: np.ndarray, alpha: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference for ``detector_sustained``: each target's squared z (0 where missing)
+        and each row's largest; updates the state."""
+        s, cfg = self.slabs, self.config
         smooth = s["sus_level"][slots].astype(np.float64)
         mean = s["sus_mean"][slots].astype(np.float64)
         var = s["sus_var"][slots].astype(np.float64)
@@ -433,16 +458,7 @@ class GaussianScorer(Scorer):
         s["sus_level"][slots] = smooth
         s["sus_mean"][slots] = np.where(present, mean + a * delta, mean)
         s["sus_var"][slots] = np.where(present, (var + a * clipped * var) * (1.0 - a), var)
-        warm = s["count"][slots] > _SUSTAINED_WARMUP * cfg.sustained
-        z2 += np.where(warm[:, None], z2s, 0.0)
-        lp = log10_normal_tail(np.sqrt(z2s.max(axis=1))) + np.log10(2.0 * level.shape[1])
-        use = warm & present.any(axis=1)
-        # Its own tail, as the relations test's: a discrete channel (a command flag) makes an
-        # average with routine many-sigma pulses. A pulse's average climbs for as long as it
-        # lasts, so a run of exceedances teaches its peak, once it is over.
-        y = -np.minimum(lp, 0.0)
-        lp = calibrate_tail(s, slots, y, use, cfg, "sus_", True, count="count", at_peak=True)
-        return np.where(use, lp, 0.0)
+        return z2s, z2s.max(axis=1)
 
     def _relations(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
         """Each row's ``log10 p (B,)`` of its reading's squared Mahalanobis distance from the

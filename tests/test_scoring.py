@@ -441,3 +441,19 @@ def test_sustained_off_keeps_no_state() -> None:
     assert not any(k.startswith("sus_") for k in off.slabs)
     on = make_scorer(CFG, np.ones(3), 4)
     assert on.slabs["sus_var"].dtype == np.float32  # 12 bytes per target: see performance.md
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_native_sustained_pass_equals_the_numpy_reference(shuffled: bool) -> None:
+    rng = np.random.default_rng(24)
+    level = rng.normal(size=(400, 4, 5))
+    level[250:, 1, 2] += 3.0  # a shift, so the clip is used
+    level[100:120, 3, 0] = np.nan
+    fast, ref = (make_scorer(CFG, np.ones(5), 4) for _ in range(2))
+    ref.native = False
+    slots = np.array([2, 0, 3, 1]) if shuffled else np.arange(4)
+    for x in level:
+        e = rng.normal(size=(4, 5))
+        np.testing.assert_allclose(fast.score(slots, e, x)[0], ref.score(slots, e, x)[0], 1e-6)
+    for key in ("sus_level", "sus_mean", "sus_var", "sus_tail_excess"):
+        np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-5, atol=1e-7)

@@ -151,6 +151,8 @@ def _bind(path: Path) -> ctypes.CDLL:
         "detector_relations": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64]
         + [f64] * 5
         + [i64, ptr, ptr],
+        "detector_sustained": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, f64, ptr, f64]
+        + [ptr, ptr],
         "detector_scale": [ptr, i64, ptr, ptr, *rows, i64, i64, f64, ptr],
         "detector_unscale": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr],
         "detector_errors": [ptr, i64, ptr, ptr, ptr, *rows, i64, i64, ptr, ptr],
@@ -658,6 +660,56 @@ def relations(
         d2.ctypes.data,
     )
     return d2
+
+
+def sustained(
+    x: np.ndarray,
+    smooth: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    slots: np.ndarray | slice,
+    alpha: np.ndarray,
+    memory: float,
+    clip: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The scorer's sustained test in one pass (see ``detector_sustained`` in kernels.c):
+    readings ``x (B, D)`` against slab rows ``slots`` of ``smooth``, ``mean`` and ``var
+    (capacity, D)`` (float32), updated in place at rates ``alpha (B,)``. Returns ``z2 (B, D)``
+    and each row's largest ``(B,)``; ``None`` when the library is unavailable or the arrays do
+    not fit."""
+    lib = library()
+    batch, dim = x.shape
+    fits = (
+        x.dtype == alpha.dtype == np.float64
+        and x.strides[1] == 8
+        and alpha.shape == (batch,)
+        and alpha.flags.c_contiguous
+        and all(
+            a.dtype == np.float32 and a.flags.c_contiguous and a.shape[1:] == (dim,)
+            for a in (smooth, mean, var)
+        )
+    )
+    if lib is None or not fits:
+        return None
+    index, rows, row0 = _row_args(slots)
+    z2, zmax = np.empty((batch, dim)), np.empty(batch)
+    lib.detector_sustained(
+        x.ctypes.data,
+        x.strides[0] // 8,
+        smooth.ctypes.data,
+        mean.ctypes.data,
+        var.ctypes.data,
+        rows,
+        row0,
+        batch,
+        dim,
+        memory,
+        alpha.ctypes.data,
+        clip,
+        z2.ctypes.data,
+        zmax.ctypes.data,
+    )
+    return z2, zmax
 
 
 def _gaussian_fits(x: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: np.ndarray) -> bool:
