@@ -276,7 +276,8 @@ class Engine:
             later = [k for k in owner.added_later if k in owner.slabs and prefix + k not in extra]
             if later:  # an older snapshot: the state added since starts fresh, or as learnt
                 have = {k: extra[prefix + k] for k in owner.slabs if prefix + k in extra}
-                extra |= {prefix + k: v for k, v in owner.upgraded(later, have).items()}
+                rows = owner.upgraded(later, have, len(slots))
+                extra |= {prefix + k: v for k, v in rows.items()}
             for k, slab in owner.slabs.items():
                 got = extra.get(prefix + k)
                 if got is None or got.shape[1:] != slab.shape[1:]:

@@ -329,7 +329,7 @@ class GaussianScorer(Scorer):
                 "rel_tail_n": np.zeros(n, np.int64),
                 "rel_tail_over": np.zeros(n, np.int64),
             }
-        if self.config.sustained:  # 12 bytes per target and 13 (float32: EWMAs need no more)
+        if self.config.sustained:  # 12 bytes per target, 17 per stream (EWMAs: float32 will do)
             out |= {
                 "sus_level": np.zeros((n, t), np.float32),  # the smoothed level, scaled units
                 "sus_mean": np.zeros((n, t), np.float32),  # its own mean and variance: they
@@ -350,8 +350,10 @@ class GaussianScorer(Scorer):
             }
         return out
 
-    def upgraded(self, missing: list[str], have: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = super().upgraded(missing, have)
+    def upgraded(
+        self, missing: list[str], have: dict[str, np.ndarray], n: int
+    ) -> dict[str, np.ndarray]:
+        out = super().upgraded(missing, have, n)
         if "sus_level" in out and "level_mean" in have:
             # A stream long past its warm-up gets the sustained test at once: its average and
             # that average's mean start at the level it has learnt, not at the scaler's 0,

@@ -45,11 +45,12 @@ class Slabs:
         """``n`` rows in the state of a slot never used."""
         raise NotImplementedError
 
-    def upgraded(self, missing: list[str], have: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Rows for the ``missing`` slabs (of ``added_later``) of streams restored from an older
-        snapshot, whose other slabs' rows are ``have``: fresh, unless a subclass can start
-        them from what the stream has learnt."""
-        n = len(next(iter(have.values())))
+    def upgraded(
+        self, missing: list[str], have: dict[str, np.ndarray], n: int
+    ) -> dict[str, np.ndarray]:
+        """Rows for the ``missing`` slabs (of ``added_later``) of ``n`` streams restored from an
+        older snapshot, whose other slabs' rows are ``have``: fresh, unless a subclass can
+        start them from what the stream has learnt."""
         row = self._fresh(1)  # every fresh row is alike; one, not a whole slab's worth
         return {k: np.repeat(row[k], n, axis=0) for k in missing}
 
