@@ -243,9 +243,10 @@ def calibrate_tail(
     "tail_over"``: was the last reading one?): a routine event that lasts (a mode switch, a
     command flag) teaches its size once per occurrence, and a sustained fault teaches it once,
     not at every reading, so it keeps its evidence. With ``at_peak`` too, a run teaches its
-    largest excess once it has ended (slab ``prefix + "tail_peak"``): a smoothed statistic
-    climbs through a run, so a run's first reading is barely over the threshold and would
-    teach that routine pulses are small.
+    largest excess once it has ended (slab ``prefix + "tail_peak"``, the run's largest excess
+    so far, 0 outside a run, in place of ``tail_over``): a smoothed statistic climbs through a
+    run, so a run's first reading is barely over the threshold and would teach that routine
+    pulses are small.
     """
     if not isinstance(slots, slice):
         slots = rows(slots)  # every row is read before any is written
@@ -258,14 +259,14 @@ def calibrate_tail(
     alpha = 1.0 / np.minimum(seen + cfg.tail_prior, cfg.horizon)
     s[prefix + "tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
     learn, excess = over, y - _TAIL_AT
-    if per_run:
+    if per_run and at_peak:
+        peak = s[prefix + "tail_peak"][slots].astype(np.float64)  # a copy: written below
+        learn, excess = use & (peak > 0) & ~over, peak  # the run that has just ended
+        top = np.maximum(peak, y - _TAIL_AT)
+        s[prefix + "tail_peak"][slots] = np.where(use, np.where(over, top, 0.0), peak)
+    elif per_run:
         was = s[prefix + "tail_over"][slots] != 0
         learn = over & ~was
-        if at_peak:
-            peak = s[prefix + "tail_peak"][slots].astype(np.float64)  # a copy: written below
-            learn, excess = use & was & ~over, peak  # the run that has just ended
-            top = np.maximum(np.where(was, peak, 0.0), y - _TAIL_AT)
-            s[prefix + "tail_peak"][slots] = np.where(use, np.where(over, top, 0.0), peak)
         s[prefix + "tail_over"][slots] = np.where(use, over, was)
     beta = 1.0 / np.minimum(k + 1 + cfg.tail_events, max(cfg.horizon // 100, cfg.tail_events))
     excess = np.minimum(excess, cfg.tail_clip * m)
@@ -301,7 +302,7 @@ class GaussianScorer(Scorer):
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_cov", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
         | {"sus_level", "sus_mean", "sus_var"}
-        | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_over", "sus_tail_peak"}
+        | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_peak"}
     )  # the repeats, relations and sustained tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
@@ -329,7 +330,7 @@ class GaussianScorer(Scorer):
                 "rel_tail_n": np.zeros(n, np.int64),
                 "rel_tail_over": np.zeros(n, np.int64),
             }
-        if self.config.sustained:  # 12 bytes per target, 17 per stream (EWMAs: float32 will do)
+        if self.config.sustained:  # 12 bytes per target, 16 per stream (EWMAs: float32 will do)
             out |= {
                 "sus_level": np.zeros((n, t), np.float32),  # the smoothed level, scaled units
                 "sus_mean": np.zeros((n, t), np.float32),  # its own mean and variance: they
@@ -338,7 +339,6 @@ class GaussianScorer(Scorer):
                 "sus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
                 "sus_tail_excess": np.full(n, _LOG10_E, np.float32),
                 "sus_tail_n": np.zeros(n, np.int32),
-                "sus_tail_over": np.zeros(n, bool),
                 "sus_tail_peak": np.zeros(n, np.float32),
             }
         if self.config.repeats:  # only then: 24 bytes per target and stream
