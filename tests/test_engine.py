@@ -161,20 +161,29 @@ def test_snapshot_from_before_the_repeats_test_restores_it_fresh(ckpt, tmp_path)
         _engine(ckpt, scorer=repeats).restore(tmp_path / "older.npz")
 
 
-def test_snapshot_from_before_the_relations_test_restores_it_fresh(ckpt, tmp_path) -> None:
-    """A worker upgraded to the relations test keeps its streams' other state."""
+def _restored_without(ckpt, tmp_path, prefix: str, slabs: int) -> tuple[dict, Engine]:
+    """A snapshot of the fleet feed's state, the ``slabs`` scorer slabs named ``prefix...``
+    removed (as a version before their test wrote it), restored into a fresh engine; returns
+    the full snapshot's arrays and that engine."""
     feed = _fleet_feed()
     engine = _engine(ckpt)
     engine.process(feed.stream, feed.timestamp, feed.values)
     engine.snapshot(tmp_path / "new.npz")
     with np.load(tmp_path / "new.npz") as z:
         arrays = dict(z)
-    assert arrays["extra_scorer_rel_cov"].dtype == np.float32
-    old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_rel_")}
-    assert len(old) == len(arrays) - 7  # mean, covariance, count and the test's own tail
+    old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_" + prefix)}
+    assert len(old) == len(arrays) - slabs
     np.savez(tmp_path / "old.npz", **old)
     restored = _engine(ckpt)
     assert restored.restore(tmp_path / "old.npz") == ["s0", "s1", "s2"]
+    return arrays, restored
+
+
+def test_snapshot_from_before_the_relations_test_restores_it_fresh(ckpt, tmp_path) -> None:
+    """A worker upgraded to the relations test keeps its streams' other state."""
+    # mean, covariance, count and the test's own tail
+    arrays, restored = _restored_without(ckpt, tmp_path, "rel_", 7)
+    assert arrays["extra_scorer_rel_cov"].dtype == np.float32
     slabs = restored.scorer.slabs
     targets = len(ckpt.targets)
     assert (slabs["rel_n"][:3] == 0).all() and (slabs["rel_cov"][:3] == np.eye(targets)).all()
@@ -261,17 +270,8 @@ def test_snapshot_from_before_the_sustained_test_starts_it_at_the_learnt_level(
 ) -> None:
     """The stream is past its warm-up, so the test is evidence at once: its average must start
     where the stream's level is, not at the scaler's 0."""
-    feed = _fleet_feed()
-    engine = _engine(ckpt)
-    engine.process(feed.stream, feed.timestamp, feed.values)
-    engine.snapshot(tmp_path / "new.npz")
-    with np.load(tmp_path / "new.npz") as z:
-        arrays = dict(z)
-    old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_sus_")}
-    assert len(old) == len(arrays) - 7  # the average, its mean and variance, and its own tail
-    np.savez(tmp_path / "old.npz", **old)
-    restored = _engine(ckpt)
-    assert restored.restore(tmp_path / "old.npz") == ["s0", "s1", "s2"]
+    # the average, its mean and variance, and its own tail
+    arrays, restored = _restored_without(ckpt, tmp_path, "sus_", 7)
     slabs, level = restored.scorer.slabs, arrays["extra_scorer_level_mean"]
     np.testing.assert_allclose(slabs["sus_level"][:3], level, rtol=1e-6)
     np.testing.assert_allclose(slabs["sus_mean"][:3], level, rtol=1e-6)
