@@ -242,7 +242,7 @@ def calibrate_tail(
     learns only from the first reading of each run of exceedances (slab ``prefix +
     "tail_over"``: was the last reading one?): a routine event that lasts (a mode switch, a
     command flag) teaches its size once per occurrence, and a sustained fault teaches it once,
-    not at every reading, so it keeps its evidence. With ``at_peak`` too, a run teaches its
+    not at every reading, so it keeps its evidence. With ``at_peak`` instead, a run teaches its
     largest excess once it has ended (slab ``prefix + "tail_peak"``, the run's largest excess
     so far, 0 outside a run, in place of ``tail_over``): a smoothed statistic climbs through a
     run, so a run's first reading is barely over the threshold and would teach that routine
@@ -259,7 +259,7 @@ def calibrate_tail(
     alpha = 1.0 / np.minimum(seen + cfg.tail_prior, cfg.horizon)
     s[prefix + "tail_rate"][slots] = np.where(use, r + alpha * (over - r), r)
     learn, excess = over, y - _TAIL_AT
-    if per_run and at_peak:
+    if at_peak:
         peak = s[prefix + "tail_peak"][slots].astype(np.float64)  # a copy: written below
         learn, excess = use & (peak > 0) & ~over, peak  # the run that has just ended
         top = np.maximum(peak, y - _TAIL_AT)
@@ -439,7 +439,7 @@ class GaussianScorer(Scorer):
         # average with routine many-sigma pulses. A pulse's average climbs for as long as it
         # lasts, so a run of exceedances teaches its peak, once it is over.
         y = -np.minimum(lp, 0.0)
-        lp = calibrate_tail(s, slots, y, use, cfg, "sus_", True, count="count", at_peak=True)
+        lp = calibrate_tail(s, slots, y, use, cfg, "sus_", count="count", at_peak=True)
         return np.where(use, lp, 0.0)
 
     def _sustained_numpy(
