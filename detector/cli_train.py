@@ -35,6 +35,7 @@ _HELP = {
     "min_delta": "relative validation improvement that counts",
     "lr": "Adam learning rate",
     "grad_clip": "maximum gradient norm",
+    "level_jitter": "random level shift of each training window's targets, scaled units (0 = off)",
     "seed": "random seed (weights, dropout, shuffling)",
     "device": "torch device",
 }

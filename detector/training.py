@@ -59,6 +59,11 @@ class TrainConfig:
     min_delta: float = 1e-4  # relative validation-loss improvement that counts as better
     lr: float = 1e-3  # Adam learning rate
     grad_clip: float = 1.0  # max gradient norm; LSTMs otherwise blow up on spikes
+    # Each training window's targets are shifted by a random level, N(0, this^2) in scaled units,
+    # its forecast target with them: the model learns dynamics that do not hang on the absolute
+    # level, so a stream that drifts past its training range is not forecast as if it must
+    # snap back. 0 = off. Validation windows are never shifted.
+    level_jitter: float = 0.0
     seed: int = 0  # seeds weights, dropout and shuffling
     device: str = "auto"  # "auto", "cpu" or "cuda"
 
@@ -70,6 +75,7 @@ class TrainConfig:
             "patience": self.patience >= 1,
             "lr": self.lr > 0,
             "min_delta": self.min_delta >= 0,
+            "level_jitter": self.level_jitter >= 0,
             "val_fraction": 0 < self.val_fraction < 1,
         }
         checks["scaler"] = self.scaler in SCALER_KINDS
@@ -151,6 +157,20 @@ def _val_loss(model: LSTMForecaster, val: Windows, device: torch.device) -> floa
     return float(np.mean((pred - val.y) ** 2))
 
 
+def _jittered(
+    X: torch.Tensor, y: torch.Tensor, sd: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X (B, T, F)`` and ``y (B, n_targets)`` with each window's targets moved by one random
+    level (covariates, which the targets may follow, stay where they are)."""
+    if sd <= 0:
+        return X, y
+    n_t = y.shape[1]
+    shift = (torch.randn((len(X), n_t), generator=gen) * sd).to(X.device, X.dtype)
+    X = X.clone()
+    X[:, :, :n_t] += shift[:, None, :]
+    return X, y + shift
+
+
 def _run_epoch(
     model: LSTMForecaster,
     opt: torch.optim.Optimizer,
@@ -166,8 +186,9 @@ def _run_epoch(
     total, batches = 0.0, 0
     for start in range(0, len(X), cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
+        xb, yb = _jittered(X[idx], y[idx], cfg.level_jitter, gen)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(X[idx]), y[idx])
+        loss = loss_fn(model(xb), yb)
         loss.backward()  # BPTT through the whole window
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()

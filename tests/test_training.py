@@ -6,7 +6,8 @@ import torch
 
 from detector.errors import ConfigError, DataError
 from detector.forecast_metrics import forecast_errors
-from detector.training import TrainConfig, predict_windows, train
+from detector.series import Series
+from detector.training import TrainConfig, _jittered, predict_windows, train
 from tests.conftest import sine_fleet
 
 FAST = TrainConfig(
@@ -108,3 +109,49 @@ def test_mape_is_finite_near_zero() -> None:
     actual = np.array([[0.0], [1e-9], [2.0]])
     m = forecast_errors(actual, actual + 0.01, floor=np.array([0.1]))
     assert np.isfinite(m["mape"]) and m["mape"] == pytest.approx(100 * (0.1 + 0.1 + 0.005) / 3)
+
+
+def test_level_jitter_moves_each_windows_targets_and_forecast_together() -> None:
+    X = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)  # 2 targets + 1 covariate
+    y = torch.ones(2, 2)
+    gen = torch.Generator().manual_seed(0)
+    assert _jittered(X, y, 0.0, gen) == (X, y)
+    Xj, yj = _jittered(X, y, 1.0, gen)
+    shift = yj - y  # (2, 2): one level per window and target
+    assert torch.allclose(Xj[:, :, :2] - X[:, :, :2], shift[:, None, :].expand(2, 4, 2))
+    assert torch.equal(Xj[:, :, 2], X[:, :, 2])  # covariates stay
+    assert shift[0, 0] != shift[1, 0] and shift[0, 0] != shift[0, 1]
+    assert torch.equal(X, torch.arange(24, dtype=torch.float32).reshape(2, 4, 3))  # a copy
+    with pytest.raises(ConfigError, match="level_jitter"):
+        TrainConfig(level_jitter=-1.0)
+
+
+def _ar1(n: int, level: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = 0.5 * x[i - 1] + rng.normal(0, 1.0)
+    return x + level
+
+
+def test_level_jitter_keeps_a_drifted_stream_near_persistence() -> None:
+    # A mean-reverting stream: a model that learnt its training level forecasts a stream that
+    # has drifted 4 sd away as snapping back; one trained with shifted windows does not, and
+    # still beats persistence in range.
+    rows = _ar1(3000, 0.0, 0)
+    series = [Series("s", 60.0 * np.arange(3000), rows[:, None], ("v",), None)]
+    cfg = dataclasses.replace(FAST, timesteps=8, hidden=8, epochs=4, patience=4)
+    plain = train(series, cfg)
+    jittered = train(series, dataclasses.replace(cfg, level_jitter=1.0))
+
+    def mse_vs_persistence(result, level: float) -> float:
+        w = np.lib.stride_tricks.sliding_window_view(_ar1(600, level, 1), 9)  # (S, 9)
+        sc = result.trainset.scalers[0]
+        X = sc.transform(w[:, :8, None]).astype(np.float32)
+        pred = sc.inverse(predict_windows(result.model, X, torch.device("cpu")))[:, 0]
+        return float(np.mean((pred - w[:, 8]) ** 2) / np.mean((w[:, 7] - w[:, 8]) ** 2))
+
+    drift = 4.0 * float(np.std(rows))
+    assert mse_vs_persistence(plain, drift) > 1.3  # the failure the jitter is for
+    assert mse_vs_persistence(jittered, drift) < 1.15
+    assert mse_vs_persistence(jittered, 0.0) < 1.0
