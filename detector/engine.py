@@ -275,7 +275,8 @@ class Engine:
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
             later = [k for k in owner.added_later if k in owner.slabs and prefix + k not in extra]
             if later:  # an older snapshot: the state added since starts fresh, or as learnt
-                have = {k: extra[prefix + k] for k in owner.slabs if prefix + k in extra}
+                # every slab the snapshot has, those since renamed or reshaped included
+                have = {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
                 rows = owner.upgraded(later, have, len(slots))
                 extra |= {prefix + k: v for k, v in rows.items()}
             for k, slab in owner.slabs.items():

@@ -299,7 +299,7 @@ def _sidak(least: np.ndarray, tests: int) -> np.ndarray:
 class GaussianScorer(Scorer):
     name = "gaussian"
     added_later = frozenset(
-        {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_cov", "rel_n"}
+        {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_tri", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
         | {"sus_level", "sus_mean", "sus_var"}
         | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_peak"}
@@ -317,12 +317,13 @@ class GaussianScorer(Scorer):
             "level_mean": np.zeros((n, t)),  # the reading's usual level, scaled units
             "level_var": np.ones((n, t)),  # the scaler makes training readings N(0, 1)
         }
-        if self.config.relations and 2 <= t <= native.RELATIONS_MAX:  # 4 t^2 + 8 t + 8 bytes
+        if self.config.relations and 2 <= t <= native.RELATIONS_MAX:  # 2 t^2 + 10 t + 40 bytes
+            i, j = native.tri_indices(t)
             out |= {
                 "rel_mean": np.zeros((n, t)),  # the stream's own mean reading, scaled units
-                # and covariance (float32: an EWMA needs no more, and it is most of the bytes);
-                # the scaler's N(0, 1) is the prior
-                "rel_cov": np.tile(np.eye(t, dtype=np.float32), (n, 1, 1)),
+                # and covariance, its lower triangle packed (float32: an EWMA needs no more,
+                # and it is most of the bytes); the scaler's N(0, 1) is the prior
+                "rel_tri": np.tile((i == j).astype(np.float32), (n, 1)),
                 "rel_n": np.zeros(n, np.int64),  # readings it has learnt from
                 # its own tail, as the error test's (see calibrate_tail)
                 "rel_tail_rate": np.full(n, 10.0**-_TAIL_AT),
@@ -354,6 +355,9 @@ class GaussianScorer(Scorer):
         self, missing: list[str], have: dict[str, np.ndarray], n: int
     ) -> dict[str, np.ndarray]:
         out = super().upgraded(missing, have, n)
+        if "rel_tri" in out and "rel_cov" in have:
+            # Snapshots before the packing hold the whole matrix: keep what it learnt.
+            out["rel_tri"] = have["rel_cov"][:, *native.tri_indices(have["rel_cov"].shape[1])]
         if "sus_level" in out and "level_mean" in have:
             # A stream long past its warm-up gets the sustained test at once: its average and
             # that average's mean start at the level it has learnt, not at the scaler's 0,
@@ -492,7 +496,7 @@ class GaussianScorer(Scorer):
             native.relations(
                 level,
                 s["rel_mean"],
-                s["rel_cov"],
+                s["rel_tri"],
                 s["rel_n"],
                 slots,
                 z2,
@@ -519,7 +523,9 @@ class GaussianScorer(Scorer):
         s, cfg = self.slabs, self.config
         t = level.shape[1]
         mean, n = s["rel_mean"][slots], s["rel_n"][slots]
-        cov = s["rel_cov"][slots].astype(np.float64)  # computed in doubles, stored in floats
+        i, j = native.tri_indices(t)
+        cov = np.empty((len(level), t, t))  # computed whole and in doubles, stored packed in floats
+        cov[:, i, j] = cov[:, j, i] = s["rel_tri"][slots]
         present = ~np.isnan(level).any(axis=1)
         d = np.where(present[:, None], level - mean, 0.0)
         diag = np.diagonal(cov, axis1=1, axis2=2)
@@ -534,9 +540,7 @@ class GaussianScorer(Scorer):
         dev = d * shrink[:, None]
         a = alpha[:, None]
         s["rel_mean"][slots] = mean + a * dev
-        s["rel_cov"][slots] = (cov + a[:, :, None] * dev[:, :, None] * dev[:, None, :]) * (
-            1.0 - a[:, :, None]
-        )
+        s["rel_tri"][slots] = (cov[:, i, j] + a * dev[:, i] * dev[:, j]) * (1.0 - a)
         s["rel_n"][slots] = n + present
         return np.where(warm, d2, -1.0)
 
@@ -611,7 +615,7 @@ class GaussianScorer(Scorer):
         if cfg.sustained and level is not None:
             log10_p = np.minimum(log10_p, self._sustained(slots, level, z2, alpha))
             tests += 1
-        if "rel_cov" in s and level is not None:
+        if "rel_tri" in s and level is not None:
             log10_p, tests = np.minimum(log10_p, self._relations(slots, level, z2)), tests + 1
         if cfg.repeats and level is not None:
             # One test per target: the least p, Bonferroni over the targets.

@@ -183,11 +183,28 @@ def test_snapshot_from_before_the_relations_test_restores_it_fresh(ckpt, tmp_pat
     """A worker upgraded to the relations test keeps its streams' other state."""
     # mean, covariance, count and the test's own tail
     arrays, restored = _restored_without(ckpt, tmp_path, "rel_", 7)
-    assert arrays["extra_scorer_rel_cov"].dtype == np.float32
+    assert arrays["extra_scorer_rel_tri"].dtype == np.float32
     slabs = restored.scorer.slabs
     targets = len(ckpt.targets)
-    assert (slabs["rel_n"][:3] == 0).all() and (slabs["rel_cov"][:3] == np.eye(targets)).all()
+    i, j = np.tril_indices(targets)
+    assert (slabs["rel_n"][:3] == 0).all() and (slabs["rel_tri"][:3] == (i == j)).all()
     np.testing.assert_array_equal(slabs["level_mean"][:3], arrays["extra_scorer_level_mean"])
+
+
+def test_snapshot_with_the_whole_covariance_restores_it_packed(ckpt, tmp_path) -> None:
+    """Snapshots before the covariance was packed hold the whole matrix: kept, not reset."""
+    arrays, _ = _restored_without(ckpt, tmp_path, "rel_tri", 1)
+    packed = arrays["extra_scorer_rel_tri"]
+    targets = len(ckpt.targets)
+    i, j = np.tril_indices(targets)
+    whole = np.zeros((len(packed), targets, targets), np.float32)
+    whole[:, i, j] = whole[:, j, i] = packed
+    assert (packed != (i == j)).any()  # learnt, so a fresh restore would differ
+    old = {k: v for k, v in arrays.items() if k != "extra_scorer_rel_tri"}
+    np.savez(tmp_path / "whole.npz", **old, extra_scorer_rel_cov=whole)
+    restored = _engine(ckpt)
+    assert restored.restore(tmp_path / "whole.npz") == ["s0", "s1", "s2"]
+    np.testing.assert_array_equal(restored.scorer.slabs["rel_tri"][:3], packed)
 
 
 def test_unseen_stream_fits_its_own_scaler(ckpt) -> None:

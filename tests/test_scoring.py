@@ -218,7 +218,7 @@ def test_native_relations_equal_numpy_up_to_the_widest(targets: int) -> None:
     for x in level:
         e = rng.normal(size=(4, targets))
         np.testing.assert_allclose(fast.score(slots, e, x)[0], ref.score(slots, e, x)[0], 1e-9)
-    for key in ("rel_mean", "rel_cov", "rel_n"):
+    for key in ("rel_mean", "rel_tri", "rel_n"):
         np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-6, atol=1e-9)
 
 
@@ -259,7 +259,7 @@ def test_relations_on_32_targets_raise_no_false_alerts_while_the_covariance_is_y
     scorer = make_scorer(CFG, np.ones(t), b)
     slots = np.arange(b)
     scores = np.array([scorer.score(slots, e, x)[0] for e, x in zip(errs, level, strict=True)])
-    assert "rel_cov" in scorer.slabs
+    assert "rel_tri" in scorer.slabs
     assert np.mean(scores[100:] >= 0.5) < 1e-3
 
 
@@ -308,7 +308,7 @@ def test_relations_skip_a_reading_with_a_missing_value() -> None:
     slot = np.zeros(1, np.int64)
     for x in level:
         scorer.score(slot, rng.normal(0, 1, (1, 2)), x[None])
-    before = {k: scorer.slabs[k].copy() for k in ("rel_mean", "rel_cov", "rel_n")}
+    before = {k: scorer.slabs[k].copy() for k in ("rel_mean", "rel_tri", "rel_n")}
     gap = np.array([[np.nan, 50.0]])  # the present value is absurd: a lost relation, not data
     score, _ = scorer.score(slot, np.zeros((1, 2)), gap)
     for k, v in before.items():
@@ -319,9 +319,9 @@ def test_relations_skip_a_reading_with_a_missing_value() -> None:
 @pytest.mark.parametrize(("targets", "has"), [(1, False), (2, True), (64, True), (65, False)])
 def test_relations_need_2_to_64_targets(targets: int, has: bool) -> None:
     scorer = make_scorer(CFG, np.ones(targets), 4)
-    assert ("rel_cov" in scorer.slabs) is has
+    assert ("rel_tri" in scorer.slabs) is has
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False}), np.ones(targets), 4)
-    assert "rel_cov" not in off.slabs
+    assert "rel_tri" not in off.slabs
 
 
 def _scores_with_level(level: np.ndarray, **kw) -> tuple[np.ndarray, np.ndarray]:

@@ -601,6 +601,12 @@ def repeats(
 RELATIONS_MAX = 64  # detector_relations' stack buffers: at most this many targets
 
 
+def tri_indices(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each element of a packed lower triangle, in ``detector_relations``'
+    order: ``(i, j)``, ``j <= i``, row by row."""
+    return np.tril_indices(dim)
+
+
 def relations(
     x: np.ndarray,
     mean: np.ndarray,
@@ -618,7 +624,8 @@ def relations(
 ) -> np.ndarray | None:
     """The scorer's relations test in one pass (see ``detector_relations`` in kernels.c):
     readings ``x (B, D)`` against slab rows ``slots`` of ``mean (capacity, D)``, ``cov
-    (capacity, D, D)`` (float32) and ``count (capacity,)``, updated in place; adds each
+    (capacity, D (D + 1) / 2)`` (float32, the lower triangle packed by rows, as
+    :func:`tri_indices` orders it) and ``count (capacity,)``, updated in place; adds each
     target's share to ``z2 (B, D)`` and returns each row's squared Mahalanobis distance
     ``(B,)``, -1 where there is no evidence (a missing value, or not warm yet). ``None`` when
     the library is unavailable or the arrays do not fit."""
@@ -633,7 +640,7 @@ def relations(
         and count.dtype == np.int64
         and all(a.flags.c_contiguous for a in (mean, cov, count, z2))
         and mean.shape[1:] == (dim,)
-        and cov.shape[1:] == (dim, dim)
+        and cov.shape[1:] == (dim * (dim + 1) // 2,)
         and z2.shape == x.shape
     )
     if lib is None or not fits:

@@ -214,8 +214,9 @@ void detector_repeats(const double *restrict x, int64_t ld_x, double *restrict l
  * which neither scores nor updates). Then, at a = 1 / min(n + 1 + prior, horizon), with the
  * deviation shrunk to Mahalanobis length sqrt(c2) at most: mean += a dev,
  * cov = (cov + a dev dev^T)(1 - a), n += 1, in doubles. Slabs are contiguous: mean
- * (cap, dim) doubles, cov (cap, dim, dim) floats (half the memory; an EWMA needs no more),
- * n (cap,); rows as in detector_gaussian. */
+ * (cap, dim) doubles, cov (cap, dim (dim + 1) / 2) floats, the lower triangle packed by rows
+ * (element (i, j), j <= i, at i (i + 1) / 2 + j; floats: an EWMA needs no more), n (cap,);
+ * rows as in detector_gaussian. */
 void detector_relations(const double *restrict x, int64_t ld_x, double *restrict mean,
                         float *restrict cov, int64_t *restrict count,
                         const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
@@ -226,7 +227,7 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
         const int64_t r = rows ? rows[b] : row0 + b;
         const double *xb = x + b * ld_x;
         double *m = mean + r * dim, *zb = z2 + b * dim;
-        float *c = cov + r * dim * dim;
+        float *c = cov + r * (dim * (dim + 1) / 2);
         int present = 1;
         for (int64_t j = 0; j < dim; j++) present &= xb[j] == xb[j];
         if (!present) {
@@ -235,9 +236,10 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
         }
         for (int64_t j = 0; j < dim; j++) d[j] = xb[j] - m[j];
         for (int64_t i = 0; i < dim; i++) { /* Cholesky of A, lower triangle */
+            const float *ci = c + i * (i + 1) / 2; /* row i of the packed triangle */
             for (int64_t j = 0; j <= i; j++) {
-                double acc = (double)c[i * dim + j];
-                if (i == j) acc += ridge * (double)c[i * dim + i] + floor_var;
+                double acc = (double)ci[j];
+                if (i == j) acc += ridge * (double)ci[i] + floor_var;
                 for (int64_t k = 0; k < j; k++) acc -= low[i * dim + k] * low[j * dim + k];
                 if (i == j)
                     low[i * dim + i] = sqrt(acc > floor_var ? acc : floor_var);
@@ -272,9 +274,9 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
         const double w = dist > c2 ? sqrt(c2 / dist) : 1.0;
         for (int64_t j = 0; j < dim; j++) d[j] *= w;
         for (int64_t j = 0; j < dim; j++) m[j] += a * d[j];
-        for (int64_t i = 0; i < dim; i++)
-            for (int64_t j = 0; j < dim; j++)
-                c[i * dim + j] = (float)(((double)c[i * dim + j] + a * d[i] * d[j]) * keep);
+        for (int64_t i = 0, k = 0; i < dim; i++)
+            for (int64_t j = 0; j <= i; j++, k++)
+                c[k] = (float)(((double)c[k] + a * d[i] * d[j]) * keep);
         count[r] = n + 1;
     }
 }
