@@ -262,7 +262,9 @@ def calibrate_tail(
     if at_peak:
         peak = s[prefix + "tail_peak"][slots].astype(np.float64)  # a copy: written below
         learn, excess = use & (peak > 0) & ~over, peak  # the run that has just ended
-        top = np.maximum(peak, y - _TAIL_AT)
+        # Clipped as the excess is when learnt (m cannot change within a run), so an absurd
+        # reading leaves a finite float32 peak.
+        top = np.minimum(np.maximum(peak, y - _TAIL_AT), cfg.tail_clip * m)
         s[prefix + "tail_peak"][slots] = np.where(use, np.where(over, top, 0.0), peak)
     elif per_run:
         was = s[prefix + "tail_over"][slots] != 0
@@ -277,6 +279,10 @@ def calibrate_tail(
 
 # The sustained test (GaussianScorer._sustained), set by reasoning:
 _SUSTAINED_CLIP = 3.0  # a smoothed level updates its statistics as if at most 3 sigmas off
+# One reading moves the average by at most one of the average's own sds: a glitch of a million
+# sigmas would otherwise hold the average at alert level for hundreds of readings, while a
+# shift of ~3 reading sds or less (what this test is for) enters whole.
+_SUSTAINED_STEP = 1.0
 _SUSTAINED_WARMUP = 5  # memories (of `sustained` readings) before the test is evidence
 _REPEAT_PRIOR = 0.1  # the repeat rate a stream starts from: most readings differ from the last
 # The relations test (GaussianScorer._relations). Set by reasoning, except the ridge:
@@ -420,7 +426,9 @@ class GaussianScorer(Scorer):
         depends on the stream's autocorrelation, so the test does not assume it: it keeps the
         smoothed level's own running mean and variance (the scaler's N(0, 1) is their prior,
         updated at the error statistics' pace, with deviations clipped at
-        ``_SUSTAINED_CLIP`` sigmas so a lasting fault inflates them slowly) and reads the
+        ``_SUSTAINED_CLIP`` sigmas so a lasting fault inflates them slowly; one reading moves
+        the average by at most ``_SUSTAINED_STEP`` of its sds, so a glitch is not a lasting
+        shift) and reads the
         largest target's two-sided normal tail, Bonferroni over the targets (channels are often
         correlated, so their z are not added). Evidence after ``_SUSTAINED_WARMUP`` memories;
         a missing value neither moves the average nor is evidence. One C pass when
@@ -430,7 +438,9 @@ class GaussianScorer(Scorer):
         slots = rows(slots)  # every row is read before any is written
         state = s["sus_level"], s["sus_mean"], s["sus_var"]
         fast = (
-            native.sustained(level, *state, slots, alpha, cfg.sustained, _SUSTAINED_CLIP)
+            native.sustained(
+                level, *state, slots, alpha, cfg.sustained, _SUSTAINED_STEP, _SUSTAINED_CLIP
+            )
             if self.native
             else None
         )
@@ -456,7 +466,9 @@ class GaussianScorer(Scorer):
         mean = s["sus_mean"][slots].astype(np.float64)
         var = s["sus_var"][slots].astype(np.float64)
         present = ~np.isnan(level)
-        smooth = np.where(present, smooth + (level - smooth) / cfg.sustained, smooth)
+        cap = _SUSTAINED_STEP * np.sqrt(var)
+        move = np.clip((level - smooth) / cfg.sustained, -cap, cap)
+        smooth = np.where(present, smooth + move, smooth)
         z2s = np.where(present, np.square(smooth - mean) / var, 0.0)
         a = alpha[:, None]
         clipped = np.minimum(z2s, _SUSTAINED_CLIP**2)

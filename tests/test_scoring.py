@@ -429,6 +429,26 @@ def test_sustained_a_missing_value_neither_moves_the_average_nor_is_evidence() -
     assert contrib[0, 0] == 0.0 and score[0] < 0.5
 
 
+@pytest.mark.parametrize("size", [1e3, 1e6, 1e30])
+def test_sustained_a_single_glitch_is_not_a_lasting_shift(size: float) -> None:
+    # One reading moves the average by at most one of its own sds. Uncapped, a glitch of a
+    # thousand sigmas held the average at alert level for 80 readings, 1e6 for 200, 1e30 for
+    # 1200.
+    rng = np.random.default_rng(25)
+    level = rng.normal(0, 1, (1200, 2))
+    level[800, 1] += size
+    on, _ = _scores_with_level(level, relations=False)
+    off, _ = _scores_with_level(level, relations=False, sustained=0)
+    assert on[800] >= 0.5  # the glitch itself is seen (by the level test)
+    assert np.mean(on[805:] >= 0.5) == np.mean(off[805:] >= 0.5) == 0.0
+    scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False}), np.ones(2), 1)
+    slot = np.zeros(1, np.int64)
+    for x in level:
+        scorer.score(slot, rng.normal(0, 1, (1, 2)), x[None])
+    for k, v in scorer.slabs.items():  # a snapshot refuses what is not finite
+        assert np.isfinite(v).all(), k
+
+
 def test_sustained_off_keeps_no_state() -> None:
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": 0}), np.ones(3), 4)
     assert not any(k.startswith("sus_") for k in off.slabs)

@@ -151,7 +151,7 @@ def _bind(path: Path) -> ctypes.CDLL:
         "detector_relations": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64]
         + [f64] * 5
         + [i64, ptr, ptr],
-        "detector_sustained": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, f64, ptr, f64]
+        "detector_sustained": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, f64, f64, ptr, f64]
         + [ptr, ptr],
         "detector_scale": [ptr, i64, ptr, ptr, *rows, i64, i64, f64, ptr],
         "detector_unscale": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr],
@@ -677,11 +677,13 @@ def sustained(
     slots: np.ndarray | slice,
     alpha: np.ndarray,
     memory: float,
+    step: float,
     clip: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The scorer's sustained test in one pass (see ``detector_sustained`` in kernels.c):
     readings ``x (B, D)`` against slab rows ``slots`` of ``smooth``, ``mean`` and ``var
-    (capacity, D)`` (float32), updated in place at rates ``alpha (B,)``. Returns ``z2 (B, D)``
+    (capacity, D)`` (float32), updated in place at rates ``alpha (B,)``; a reading moves its
+    average by at most ``step`` of the average's own sds. Returns ``z2 (B, D)``
     and each row's largest ``(B,)``; ``None`` when the library is unavailable or the arrays do
     not fit."""
     lib = library()
@@ -711,6 +713,7 @@ def sustained(
         batch,
         dim,
         memory,
+        step,
         alpha.ctypes.data,
         clip,
         z2.ctypes.data,

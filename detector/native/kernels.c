@@ -283,15 +283,16 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
 
 /* The scorer's sustained test (GaussianScorer._sustained) in one pass, for B rows of D readings;
  * its state is float32 slab rows (rows[b], or row0 + b when rows is NULL), computed in doubles:
- *   smooth += (x - smooth) / memory; z2 = (smooth - mean)^2 / var (0 where x is missing);
+ *   smooth += (x - smooth) / memory, the step clamped to +-step sqrt(var);
+ *   z2 = (smooth - mean)^2 / var (0 where x is missing);
  *   then, with z2 clipped at clip^2 and dev its signed root times sqrt(var),
  *   mean += a dev, var = (var + a clipped z2 var)(1 - a), a = alpha[b].
  * Writes z2 (B, D) and each row's largest z2 to zmax (B,). A missing value changes nothing. */
 void detector_sustained(const double *restrict x, int64_t ld_x, float *restrict smooth,
                         float *restrict mean, float *restrict var, const int64_t *restrict rows,
                         int64_t row0, int64_t batch, int64_t dim, double memory,
-                        const double *restrict alpha, double clip, double *restrict z2,
-                        double *restrict zmax) {
+                        double step, const double *restrict alpha, double clip,
+                        double *restrict z2, double *restrict zmax) {
     const double c2 = clip * clip;
     for (int64_t b = 0; b < batch; b++) {
         const int64_t r = rows ? rows[b] : row0 + b;
@@ -305,8 +306,10 @@ void detector_sustained(const double *restrict x, int64_t ld_x, float *restrict 
                 zb[j] = 0.0;
                 continue;
             }
-            const double sm = (double)s[j] + (xj - (double)s[j]) / memory;
-            const double mj = m[j], vj = v[j], dev = sm - mj, q = dev * dev / vj;
+            const double mj = m[j], vj = v[j], cap = step * sqrt(vj);
+            const double move = (xj - (double)s[j]) / memory;
+            const double sm = (double)s[j] + (move > cap ? cap : move < -cap ? -cap : move);
+            const double dev = sm - mj, q = dev * dev / vj;
             const double c = q < c2 ? q : c2, step = sqrt(c * vj);
             zb[j] = q;
             top = q > top ? q : top;
