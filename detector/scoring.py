@@ -425,10 +425,9 @@ class GaussianScorer(Scorer):
         noise shrinks and the shift does not. How much the average varies on normal data
         depends on the stream's autocorrelation, so the test does not assume it: it keeps the
         smoothed level's own running mean and variance (the scaler's N(0, 1) is their prior,
-        updated at the error statistics' pace, with deviations clipped at
-        ``_SUSTAINED_CLIP`` sigmas so a lasting fault inflates them slowly; one reading moves
-        the average by at most ``_SUSTAINED_STEP`` of its sds, so a glitch is not a lasting
-        shift) and reads the
+        updated at the error statistics' pace, with deviations clipped at ``_SUSTAINED_CLIP``
+        sigmas so a lasting fault inflates them slowly; one reading moves the average by at
+        most ``_SUSTAINED_STEP`` of its sds, so a glitch is not a lasting shift) and reads the
         largest target's two-sided normal tail, Bonferroni over the targets (channels are often
         correlated, so their z are not added). Evidence after ``_SUSTAINED_WARMUP`` memories;
         a missing value neither moves the average nor is evidence. One C pass when

@@ -677,13 +677,13 @@ def sustained(
     slots: np.ndarray | slice,
     alpha: np.ndarray,
     memory: float,
-    step: float,
+    max_step: float,
     clip: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The scorer's sustained test in one pass (see ``detector_sustained`` in kernels.c):
     readings ``x (B, D)`` against slab rows ``slots`` of ``smooth``, ``mean`` and ``var
     (capacity, D)`` (float32), updated in place at rates ``alpha (B,)``; a reading moves its
-    average by at most ``step`` of the average's own sds. Returns ``z2 (B, D)``
+    average by at most ``max_step`` of the average's own sds. Returns ``z2 (B, D)``
     and each row's largest ``(B,)``; ``None`` when the library is unavailable or the arrays do
     not fit."""
     lib = library()
@@ -713,7 +713,7 @@ def sustained(
         batch,
         dim,
         memory,
-        step,
+        max_step,
         alpha.ctypes.data,
         clip,
         z2.ctypes.data,

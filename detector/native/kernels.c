@@ -283,7 +283,7 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
 
 /* The scorer's sustained test (GaussianScorer._sustained) in one pass, for B rows of D readings;
  * its state is float32 slab rows (rows[b], or row0 + b when rows is NULL), computed in doubles:
- *   smooth += (x - smooth) / memory, the step clamped to +-step sqrt(var);
+ *   smooth += (x - smooth) / memory, that move clamped to +-max_step sqrt(var);
  *   z2 = (smooth - mean)^2 / var (0 where x is missing);
  *   then, with z2 clipped at clip^2 and dev its signed root times sqrt(var),
  *   mean += a dev, var = (var + a clipped z2 var)(1 - a), a = alpha[b].
@@ -291,7 +291,7 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
 void detector_sustained(const double *restrict x, int64_t ld_x, float *restrict smooth,
                         float *restrict mean, float *restrict var, const int64_t *restrict rows,
                         int64_t row0, int64_t batch, int64_t dim, double memory,
-                        double step, const double *restrict alpha, double clip,
+                        double max_step, const double *restrict alpha, double clip,
                         double *restrict z2, double *restrict zmax) {
     const double c2 = clip * clip;
     for (int64_t b = 0; b < batch; b++) {
@@ -306,7 +306,7 @@ void detector_sustained(const double *restrict x, int64_t ld_x, float *restrict 
                 zb[j] = 0.0;
                 continue;
             }
-            const double mj = m[j], vj = v[j], cap = step * sqrt(vj);
+            const double mj = m[j], vj = v[j], cap = max_step * sqrt(vj);
             const double move = (xj - (double)s[j]) / memory;
             const double sm = (double)s[j] + (move > cap ? cap : move < -cap ? -cap : move);
             const double dev = sm - mj, q = dev * dev / vj;
