@@ -49,8 +49,9 @@ class Slabs:
         self, missing: list[str], have: dict[str, np.ndarray], n: int
     ) -> dict[str, np.ndarray]:
         """Rows for the ``missing`` slabs (of ``added_later``) of ``n`` streams restored from an
-        older snapshot, whose other slabs' rows are ``have``: fresh, unless a subclass can
-        start them from what the stream has learnt."""
+        older snapshot, whose slabs' rows are ``have`` (all it holds, slabs since renamed or
+        reshaped included): fresh, unless a subclass can start them from what the stream has
+        learnt."""
         row = self._fresh(1)  # every fresh row is alike; one, not a whole slab's worth
         return {k: np.repeat(row[k], n, axis=0) for k in missing}
 
