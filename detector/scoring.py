@@ -45,6 +45,7 @@ __all__ = [
     "SCORERS",
     "surprise",
     "surprise_log10",
+    "evidence_of_score",
 ]
 
 KNEE = 0.9  # scores up to here are exactly -log10(p) / 10; above, compressed below 1
@@ -62,6 +63,16 @@ def surprise_log10(log10_p: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         top = 1.0 - m / (1.0 + (raw - KNEE) / m)
     return np.where(raw <= KNEE, raw, np.where(np.isinf(raw), 1.0, top))
+
+
+def evidence_of_score(score: np.ndarray) -> np.ndarray:
+    """Score → ``-log10(p) / 10``, the inverse of :func:`surprise_log10` (``inf`` at 1): the
+    evidence on a scale where twice the value means the square of the tail probability."""
+    s = np.asarray(score, np.float64)
+    m = 1.0 - KNEE
+    with np.errstate(divide="ignore", invalid="ignore"):
+        top = KNEE + m * (m / (1.0 - s) - 1.0)
+    return np.where(s <= KNEE, s, top)
 
 
 def surprise(p: np.ndarray) -> np.ndarray:

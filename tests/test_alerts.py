@@ -65,6 +65,7 @@ def test_bad_config() -> None:
 
 
 def _onsets(scores: list[float], **kw) -> list[float]:
+    kw.setdefault("onset_step", 1.0)  # any new high is news, unless a test says otherwise
     tracker = AlertTracker(AlertConfig(**kw), ("a",), capacity=2)
     out = []
     for t, s in enumerate(scores):  # stream 1 stays silent: onsets are per stream
@@ -94,6 +95,21 @@ def test_onset_reports_an_episode_once_until_it_grows_or_quiet_ends() -> None:
     expect = [0.1, 0.6, 0.7, 0, 0, 0, 0, 0.4, 0.8, 0, 0, 0, 0, 0.1, 0.45]
     assert _onsets(scores, quiet=4, clear_duration=1) == expect
     assert _onsets(scores, quiet=0) == scores  # quiet 0: every reading reports itself
+
+
+def test_onset_inside_an_episode_needs_the_evidence_to_grow_by_onset_step() -> None:
+    # evidence (-log10 p / 10) equals the score up to the knee: 0.3 -> 0.4 is x1.33, not news at
+    # step 1.5; 0.45 is x1.5 of the episode's onset 0.3, so it is reported, and the bar moves to
+    # 0.675. Above the knee the evidence grows faster than the score: 0.98 is 1.3 (x1.9 of 0.7),
+    # 0.985 is 1.47 (x1.13, not news) and 0.995 is 2.8 (x2.15).
+    scores = [0.3, 0.4, 0.45, 0.6, 0.7, 0.98, 0.985, 0.995, 0.0, 0.0, 0.0, 0.2]
+    expect = [0.3, 0, 0.45, 0, 0.7, 0.98, 0, 0.995, 0, 0, 0, 0.2]  # 0.2: quiet over, new episode
+    assert _onsets(scores, quiet=3, onset_step=1.5) == expect
+    # step 1 is the plain rule: every new high
+    assert _onsets(scores, quiet=3, onset_step=1.0) == [*scores[:8], 0, 0, 0, 0.2]
+    assert AlertConfig().onset_step == 1.5
+    with pytest.raises(ValueError, match="onset_step"):
+        AlertConfig(onset_step=0.9)
 
 
 def test_onset_stays_quiet_while_the_alert_is_open() -> None:

@@ -9,10 +9,12 @@ from detector.scoring import (
     SCORERS,
     ScorerConfig,
     chi2_tail,
+    evidence_of_score,
     log10_chi2_tail,
     make_scorer,
     probit_log10,
     surprise,
+    surprise_log10,
 )
 
 CFG = ScorerConfig(warmup=10, short=5, long=100)
@@ -82,6 +84,12 @@ def test_surprise_never_ties_at_the_top() -> None:
     lp = log10_chi2_tail(d2, np.full(5, 3))
     assert np.all(np.isfinite(lp)) and np.all(np.diff(lp) < 0)
     assert np.all(np.diff(probit_log10(np.array([-5.0, -200.0, -299.0, -301.0, -1e4]))) > 0)
+
+
+def test_evidence_of_score_inverts_the_scale() -> None:
+    log10_p = np.array([0.0, -2.0, -5.0, -9.0, -12.0, -40.0, -300.0])
+    np.testing.assert_allclose(evidence_of_score(surprise_log10(log10_p)), -log10_p / 10.0)
+    assert evidence_of_score(np.array([1.0]))[0] == np.inf
 
 
 def test_unknown_scorer() -> None:
