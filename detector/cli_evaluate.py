@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from detector.cli_score import engine_args, engine_config
-from detector.cli_train import _columns
+from detector.cli_train import _columns, indicator_note
 from detector.csvio import PRESETS, load_nab_windows, read_dataset
 from detector.errors import ConfigError
 from detector.eval_plots import plot_some
@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train", help="training directory (labelled CSV), with --test")
     p.add_argument("--test", help="test directory (labelled CSV), with --train")
     p.add_argument("--preset", default="labelled", choices=sorted(PRESETS), help="CSV layout")
-    p.add_argument("--targets", type=_columns, help="comma list of columns to forecast")
+    p.add_argument(
+        "--targets",
+        type=_columns,
+        help="comma list of columns to forecast (default: all but indicator columns)",
+    )
     p.add_argument("--covariates", type=_columns, default=(), help="input-only columns")
     p.add_argument("--max-files", type=int, help="evaluate only the first N files (a quick look)")
     p.add_argument("--epochs", type=int, default=EvalSpec.train.epochs, help="max training epochs")
@@ -97,6 +101,10 @@ def _run(args, spec, data, console):
         else:
             runs, ckpt = run_split(*data, spec, on_train=progress)
             test = data[1]
+            note = indicator_note(ckpt.metrics)
+            if note:
+                console.print(note)
+            return runs, test, ckpt.targets[0]
     target = spec.train.targets[0] if spec.train.targets else test[0].columns[0]
     return runs, test, target
 

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--targets",
         type=_columns,
-        help="comma list of columns to forecast (default: all but covariates)",
+        help="comma list of columns to forecast (default: all but covariates and indicators)",
     )
     p.add_argument(
         "--covariates", type=_columns, default=(), help="comma list of input-only columns"
@@ -94,6 +94,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def indicator_note(metrics: dict) -> str | None:
+    """One line naming the columns read as inputs because they are indicators, if any."""
+    moved = metrics.get("training", {}).get("indicator_inputs") or []
+    if not moved:
+        return None
+    shown = ", ".join(moved[:8]) + (f" and {len(moved) - 8} more" if len(moved) > 8 else "")
+    return (
+        f"{len(moved)} indicator column(s) (at most two distinct values in training) are read "
+        f"as inputs, not forecast: {shown}. Name them in --targets to forecast them."
+    )
+
+
 def report(result: TrainResult, console: Console) -> None:
     """Print validation MSE / MAE / MAPE, model vs persistence, overall and per target."""
     val = result.metrics["validation"]
@@ -112,6 +124,9 @@ def report(result: TrainResult, console: Console) -> None:
     tr = result.metrics["training"]
     why = "early stopping" if tr["stopped_early"] else "epoch limit"
     console.print(f"{tr['epochs_run']} epochs ({why}); best epoch {tr['best_epoch']} restored.")
+    note = indicator_note(result.metrics)
+    if note:
+        console.print(note)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,14 @@ from detector.scaling import Scaler
 from detector.series import Series
 from detector.windows import make_windows
 
-__all__ = ["FeatureSpec", "Windows", "TrainSet", "resolve_features", "build_trainset"]
+__all__ = [
+    "FeatureSpec",
+    "Windows",
+    "TrainSet",
+    "indicator_columns",
+    "resolve_features",
+    "build_trainset",
+]
 
 SCALING_MODES = ("per_stream", "global")
 
@@ -63,15 +70,45 @@ class TrainSet:
     val: Windows
 
 
+def indicator_columns(series: Sequence[Series], columns: Sequence[str]) -> tuple[str, ...]:
+    """The ``columns`` that take at most two distinct values over every stream's readings.
+
+    Such a column is an indicator (a command sent, a mode, a flag) or constant: an operator's
+    input, not a measurement. Its changes cannot be forecast from its past, so forecasting and
+    scoring it alerts on every routine command, and on any value training never saw.
+    """
+    found = []
+    for c in columns:
+        seen: set[float] = set()
+        for s in series:
+            v = s.values[:, s.columns.index(c)]
+            seen.update(np.unique(v[np.isfinite(v)]).tolist())
+            if len(seen) > 2:
+                break
+        else:
+            found.append(c)
+    return tuple(found)
+
+
 def resolve_features(
     series: Sequence[Series], targets: Sequence[str] | None, covariates: Sequence[str] = ()
 ) -> FeatureSpec:
-    """Check every stream has the named columns; ``targets=None`` means all but covariates."""
+    """Check every stream has the named columns.
+
+    ``targets=None`` means every column but the covariates and the indicator columns (see
+    :func:`indicator_columns`), which the model then reads as covariates; if every column is an
+    indicator, all are targets. Name columns in ``targets`` to forecast them anyway.
+    """
     if not series:
         raise DataError("no streams to train on")
     columns = series[0].columns
     if targets is None:
         targets = [c for c in columns if c not in covariates]
+        if all(c in s.columns for s in series for c in targets):
+            indicators = set(indicator_columns(series, targets))
+            if indicators and len(indicators) < len(targets):
+                covariates = (*covariates, *(c for c in targets if c in indicators))
+                targets = [c for c in targets if c not in indicators]
     overlap = set(targets) & set(covariates)
     if overlap:
         raise DataError(f"column(s) {sorted(overlap)} named both target and covariate")

@@ -62,6 +62,24 @@ def test_evaluate_split_reports_ours_and_baselines(split, tmp_path) -> None:
     assert list((tmp_path / "plots").glob("*.png"))
 
 
+@pytest.mark.slow
+def test_evaluate_names_the_indicator_columns_it_reads_as_inputs(split, tmp_path, capsys) -> None:
+    """Default flags: a column with two values in training is a covariate, and the run says so."""
+    for part in ("train", "test"):
+        for src in split[0 if part == "train" else 1].glob("*.csv"):
+            lines = src.read_text().splitlines()
+            out = tmp_path / part / src.name
+            out.parent.mkdir(exist_ok=True)
+            flagged = [lines[0] + ",mode"] + [
+                f"{x},{k // 100 % 2}" for k, x in enumerate(lines[1:])
+            ]
+            out.write_text("\n".join(flagged) + "\n")
+    argv = ["evaluate", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test")]
+    argv += ["--epochs", "1", "--device", "cpu", "--report", str(tmp_path / "report")]
+    assert main(argv) == 0
+    assert "1 indicator column(s)" in capsys.readouterr().out
+
+
 def test_nab_protocol_trains_on_probation_only(datasets: Path) -> None:
     series = read_dataset(datasets / "nab" / "data" / "artificialWithAnomaly", preset="nab")[:1]
     s = series[0]
@@ -83,3 +101,13 @@ def test_metrics_for_uses_labels_only_to_measure(datasets: Path) -> None:
     perfect = StreamScores(s.labels.astype(float), s.labels.astype(bool))
     m = metrics_for([s], [perfect])
     assert m["event"]["f1"] == 1.0 and m["point"]["f1"] == 1.0
+
+
+def test_indicator_note_names_at_most_eight_columns() -> None:
+    from detector.cli_train import indicator_note
+
+    assert indicator_note({"training": {"indicator_inputs": []}}) is None
+    assert indicator_note({}) is None
+    note = indicator_note({"training": {"indicator_inputs": [f"c{k}" for k in range(10)]}})
+    assert note.startswith("10 indicator column(s)") and "c7 and 2 more" in note
+    assert "c8" not in note

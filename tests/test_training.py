@@ -8,6 +8,7 @@ from detector.errors import ConfigError, DataError
 from detector.forecast_metrics import forecast_errors
 from detector.series import Series
 from detector.training import TrainConfig, _jittered, predict_windows, train
+from detector.trainset import indicator_columns, resolve_features
 from tests.conftest import sine_fleet
 
 FAST = TrainConfig(
@@ -155,3 +156,69 @@ def test_level_jitter_keeps_a_drifted_stream_near_persistence() -> None:
     assert mse_vs_persistence(plain, drift) > 1.3  # the failure the jitter is for
     assert mse_vs_persistence(jittered, drift) < 1.15
     assert mse_vs_persistence(jittered, 0.0) < 1.0
+
+
+def _with_flags(n: int, seed: int, new_command: bool) -> Series:
+    """A seasonal reading, a command flag pulsing at random, a mode that is 2 or 7, a constant,
+    and a second command that fires only when ``new_command`` (never in training)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    value = np.sin(2 * np.pi * t / 48) + rng.normal(0, 0.05, n)
+    cmd = (rng.random(n) < 0.01).astype(float)
+    mode = np.where((t // 300) % 2 == 0, 2.0, 7.0)
+    new = np.zeros(n)
+    if new_command:
+        new[rng.choice(n, 5, replace=False)] = 1.0
+    values = np.stack([value, cmd, mode, np.full(n, 5.0), new], axis=1)
+    return Series(f"f{seed}", 1.7e9 + 60.0 * t, values, ("value", "cmd", "mode", "on", "new"), None)
+
+
+def test_indicator_columns_are_read_as_inputs_by_default() -> None:
+    fleet = [_with_flags(400, k, False) for k in range(2)]
+    assert indicator_columns(fleet, ("value", "cmd", "mode", "on", "new")) == (
+        "cmd",
+        "mode",
+        "on",
+        "new",
+    )
+    spec = resolve_features(fleet, None, ("mode",))
+    assert spec.targets == ("value",) and spec.covariates == ("mode", "cmd", "on", "new")
+    # Named targets are forecast as asked; a column with a third value anywhere is a reading.
+    assert resolve_features(fleet, ("value", "cmd"), ()).targets == ("value", "cmd")
+    fleet[1].values[10, 1] = 0.5
+    assert resolve_features(fleet, None, ()).targets == ("value", "cmd")
+    # Missing readings are not a value; if every column is an indicator, all are forecast.
+    fleet[1].values[10, 1] = np.nan
+    assert resolve_features(fleet, None, ()).targets == ("value",)
+    only_flags = [
+        Series(s.name, s.timestamps, s.select(("cmd", "on")), ("cmd", "on"), None) for s in fleet
+    ]
+    assert resolve_features(only_flags, None, ()).targets == ("cmd", "on")
+
+
+def test_forecasting_command_flags_alerts_on_routine_commands_and_reading_them_does_not() -> None:
+    """Why the rule exists: a command pulse cannot be forecast, and one that training never saw
+    is infinitely surprising, so scoring flags turns every command into an alert."""
+    from detector.engine import EngineConfig
+    from detector.evaluation import score_streams
+
+    fleet = [_with_flags(1000, k, False) for k in range(2)]
+    test = [_with_flags(1000, 10 + k, True) for k in range(2)]
+    cfg = dataclasses.replace(FAST, epochs=5)
+    default = train(fleet, cfg)
+    assert default.metrics["training"]["indicator_inputs"] == ["cmd", "mode", "on", "new"]
+    flags = train(fleet, dataclasses.replace(cfg, targets=("value", "cmd", "mode", "on", "new")))
+    assert flags.metrics["training"]["indicator_inputs"] == []
+
+    def alerts_on_commands(result) -> int:
+        """Alerts that open within three readings of a command or a mode switch."""
+        out = score_streams(result.to_checkpoint(), test, EngineConfig())
+        count = 0
+        for s, o in zip(test, out, strict=True):
+            opened = np.flatnonzero(np.diff(o.flag.astype(int)) == 1) + 1
+            changes = np.flatnonzero(np.any(np.diff(s.values[:, 1:], axis=0) != 0, axis=1)) + 1
+            count += sum(bool(np.any((a >= changes) & (a <= changes + 3))) for a in opened)
+        return count
+
+    assert alerts_on_commands(flags) >= 6  # most of the 10 unseen commands, and mode switches
+    assert alerts_on_commands(default) == 0
