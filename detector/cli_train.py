@@ -94,16 +94,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def _named(columns: list[str]) -> str:
+    return ", ".join(columns[:8]) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
+
+
 def indicator_note(metrics: dict) -> str | None:
-    """One line naming the columns read as inputs because they are indicators, if any."""
-    moved = metrics.get("training", {}).get("indicator_inputs") or []
-    if not moved:
+    """What the default rule did with indicator and constant columns, if anything."""
+    training = metrics.get("training", {})
+    moved = training.get("indicator_inputs") or []
+    ignored = training.get("constant_columns_ignored") or []
+    parts = []
+    if moved:
+        parts.append(
+            f"{len(moved)} indicator column(s) (two distinct values in training) are read as "
+            f"inputs, not forecast: {_named(moved)}."
+        )
+    if ignored:
+        parts.append(
+            f"{len(ignored)} constant column(s) (one value in training) are not read: "
+            f"{_named(ignored)}."
+        )
+    if not parts:
         return None
-    shown = ", ".join(moved[:8]) + (f" and {len(moved) - 8} more" if len(moved) > 8 else "")
-    return (
-        f"{len(moved)} indicator column(s) (at most two distinct values in training) are read "
-        f"as inputs, not forecast: {shown}. Name them in --targets to forecast them."
-    )
+    return " ".join(parts) + " Name columns in --targets or --covariates to use them anyway."
 
 
 def report(result: TrainResult, console: Console) -> None:

@@ -249,10 +249,11 @@ def _evaluate(result: TrainResult, device: torch.device) -> None:
             "best_epoch": result.best_epoch,
             "stopped_early": result.stopped_early,
             "best_val_loss_scaled": min(e.val_loss for e in result.history),
-            # Columns read as covariates because they are indicators (see resolve_features).
+            # Columns left out of the targets by default (see resolve_features).
             "indicator_inputs": [
                 c for c in ts.features.covariates if c not in result.config.covariates
             ],
+            "constant_columns_ignored": list(ts.features.ignored),
         },
     }
     result.val_forecast, result.val_actual, result.val_persistence = forecast, actual, persistence

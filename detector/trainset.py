@@ -22,7 +22,7 @@ __all__ = [
     "FeatureSpec",
     "Windows",
     "TrainSet",
-    "indicator_columns",
+    "distinct_counts",
     "resolve_features",
     "build_trainset",
 ]
@@ -36,6 +36,7 @@ class FeatureSpec:
 
     targets: tuple[str, ...]
     covariates: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # constant columns the default rule left out (not inputs)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -70,14 +71,10 @@ class TrainSet:
     val: Windows
 
 
-def indicator_columns(series: Sequence[Series], columns: Sequence[str]) -> tuple[str, ...]:
-    """The ``columns`` that take at most two distinct values over every stream's readings.
-
-    Such a column is an indicator (a command sent, a mode, a flag) or constant: an operator's
-    input, not a measurement. Its changes cannot be forecast from its past, so forecasting and
-    scoring it alerts on every routine command, and on any value training never saw.
-    """
-    found = []
+def distinct_counts(series: Sequence[Series], columns: Sequence[str]) -> dict[str, int]:
+    """Per column, how many distinct values its readings take over every stream, counted up to
+    three (missing readings are not a value)."""
+    counts = {}
     for c in columns:
         seen: set[float] = set()
         for s in series:
@@ -85,9 +82,8 @@ def indicator_columns(series: Sequence[Series], columns: Sequence[str]) -> tuple
             seen.update(np.unique(v[np.isfinite(v)]).tolist())
             if len(seen) > 2:
                 break
-        else:
-            found.append(c)
-    return tuple(found)
+        counts[c] = min(len(seen), 3)
+    return counts
 
 
 def resolve_features(
@@ -95,20 +91,30 @@ def resolve_features(
 ) -> FeatureSpec:
     """Check every stream has the named columns.
 
-    ``targets=None`` means every column but the covariates and the indicator columns (see
-    :func:`indicator_columns`), which the model then reads as covariates; if every column is an
-    indicator, all are targets. Name columns in ``targets`` to forecast them anyway.
+    ``targets=None`` means every column but the covariates, less two kinds the model cannot
+    forecast, unless every column is of those kinds:
+
+    * an indicator, two distinct values in training (a command sent, a mode, a flag): its
+      changes cannot be forecast from its past, so scoring it alerts on every routine command.
+      It is read as a covariate.
+    * a constant, one value in training (or none): it tells the model nothing, and its input
+      weights are never trained (their gradient is zero), so a first change at run time would
+      move the forecast at random. It is not read at all.
+
+    Name columns in ``targets`` or ``covariates`` to use them anyway.
     """
     if not series:
         raise DataError("no streams to train on")
     columns = series[0].columns
+    ignored: list[str] = []
     if targets is None:
         targets = [c for c in columns if c not in covariates]
         if all(c in s.columns for s in series for c in targets):
-            indicators = set(indicator_columns(series, targets))
-            if indicators and len(indicators) < len(targets):
-                covariates = (*covariates, *(c for c in targets if c in indicators))
-                targets = [c for c in targets if c not in indicators]
+            counts = distinct_counts(series, targets)
+            if any(n > 2 for n in counts.values()):
+                covariates = (*covariates, *(c for c in targets if counts[c] == 2))
+                ignored = [c for c in targets if counts[c] < 2]
+                targets = [c for c in targets if counts[c] > 2]
     overlap = set(targets) & set(covariates)
     if overlap:
         raise DataError(f"column(s) {sorted(overlap)} named both target and covariate")
@@ -121,7 +127,7 @@ def resolve_features(
             raise DataError(
                 f"stream {s.name!r} has no column(s) {missing}; it has {list(s.columns)}"
             )
-    return FeatureSpec(tuple(targets), tuple(covariates))
+    return FeatureSpec(tuple(targets), tuple(covariates), tuple(ignored))
 
 
 def _concat(parts: list[Windows], timesteps: int, n_features: int, n_targets: int) -> Windows:

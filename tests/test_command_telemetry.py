@@ -31,7 +31,7 @@ def test_same_seed_same_bytes_and_the_commands_are_indicators(tmp_path: Path) ->
     assert all(s.labels is None for s in train)
     assert all(0 < s.labels.sum() < len(s) for s in test)
     spec = resolve_features(train, None)
-    assert spec.targets == ("value",) and len(spec.covariates) == gen.COMMANDS
+    assert spec.targets == ("value",) and len(spec.covariates + spec.ignored) == gen.COMMANDS
     # Each test stream sends at least one command its training stream never sent.
     for tr, te in zip(train, test, strict=True):
         unseen = (te.values[:, 1:].max(axis=0) == 1) & (tr.values[:, 1:].max(axis=0) == 0)

@@ -110,4 +110,6 @@ def test_indicator_note_names_at_most_eight_columns() -> None:
     assert indicator_note({}) is None
     note = indicator_note({"training": {"indicator_inputs": [f"c{k}" for k in range(10)]}})
     assert note.startswith("10 indicator column(s)") and "c7 and 2 more" in note
-    assert "c8" not in note
+    assert "c8" not in note and "constant" not in note
+    note = indicator_note({"training": {"constant_columns_ignored": ["on"]}})
+    assert note.startswith("1 constant column(s)") and note.count("on") >= 1

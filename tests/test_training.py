@@ -8,7 +8,7 @@ from detector.errors import ConfigError, DataError
 from detector.forecast_metrics import forecast_errors
 from detector.series import Series
 from detector.training import TrainConfig, _jittered, predict_windows, train
-from detector.trainset import indicator_columns, resolve_features
+from detector.trainset import distinct_counts, resolve_features
 from tests.conftest import sine_fleet
 
 FAST = TrainConfig(
@@ -173,21 +173,19 @@ def _with_flags(n: int, seed: int, new_command: bool) -> Series:
     return Series(f"f{seed}", 1.7e9 + 60.0 * t, values, ("value", "cmd", "mode", "on", "new"), None)
 
 
-def test_indicator_columns_are_read_as_inputs_by_default() -> None:
+def test_indicators_are_read_as_inputs_and_constants_not_at_all_by_default() -> None:
     fleet = [_with_flags(400, k, False) for k in range(2)]
-    assert indicator_columns(fleet, ("value", "cmd", "mode", "on", "new")) == (
-        "cmd",
-        "mode",
-        "on",
-        "new",
-    )
+    columns = ("value", "cmd", "mode", "on", "new")
+    assert distinct_counts(fleet, columns) == {"value": 3, "cmd": 2, "mode": 2, "on": 1, "new": 1}
     spec = resolve_features(fleet, None, ("mode",))
-    assert spec.targets == ("value",) and spec.covariates == ("mode", "cmd", "on", "new")
-    # Named targets are forecast as asked; a column with a third value anywhere is a reading.
-    assert resolve_features(fleet, ("value", "cmd"), ()).targets == ("value", "cmd")
+    assert spec.targets == ("value",) and spec.covariates == ("mode", "cmd")
+    assert spec.ignored == ("on", "new")
+    # Named columns are used as asked; a column with a third value anywhere is a reading.
+    named = resolve_features(fleet, ("value", "cmd"), ("on",))
+    assert named.targets == ("value", "cmd") and named.covariates == ("on",) and not named.ignored
     fleet[1].values[10, 1] = 0.5
     assert resolve_features(fleet, None, ()).targets == ("value", "cmd")
-    # Missing readings are not a value; if every column is an indicator, all are forecast.
+    # Missing readings are not a value; if no column is a reading, all are forecast.
     fleet[1].values[10, 1] = np.nan
     assert resolve_features(fleet, None, ()).targets == ("value",)
     only_flags = [
@@ -206,7 +204,8 @@ def test_forecasting_command_flags_alerts_on_routine_commands_and_reading_them_d
     test = [_with_flags(1000, 10 + k, True) for k in range(2)]
     cfg = dataclasses.replace(FAST, epochs=5)
     default = train(fleet, cfg)
-    assert default.metrics["training"]["indicator_inputs"] == ["cmd", "mode", "on", "new"]
+    assert default.metrics["training"]["indicator_inputs"] == ["cmd", "mode"]
+    assert default.metrics["training"]["constant_columns_ignored"] == ["on", "new"]
     flags = train(fleet, dataclasses.replace(cfg, targets=("value", "cmd", "mode", "on", "new")))
     assert flags.metrics["training"]["indicator_inputs"] == []
 
