@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--targets",
         type=_columns,
-        help="comma list of columns to forecast (default: all but indicator columns)",
+        help="comma list of columns to forecast (default: all but indicators and constants)",
     )
     p.add_argument("--covariates", type=_columns, default=(), help="input-only columns")
     p.add_argument("--max-files", type=int, help="evaluate only the first N files (a quick look)")

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--targets",
         type=_columns,
-        help="comma list of columns to forecast (default: all but covariates and indicators)",
+        help="columns to forecast, comma list (default: all but covariates, indicators, constants)",
     )
     p.add_argument(
         "--covariates", type=_columns, default=(), help="comma list of input-only columns"
