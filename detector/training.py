@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Every training choice; stored in the checkpoint."""
 
-    targets: tuple[str, ...] | None = None  # columns to forecast; None = all but covariates
+    targets: tuple[str, ...] | None = None  # None: see trainset.resolve_features
     covariates: tuple[str, ...] = ()  # input-only columns (setpoints, commands)
     timesteps: int = 32  # window length T: readings the LSTM reads before each forecast
     hidden: int = 64  # LSTM units per layer
