@@ -18,8 +18,10 @@ then updates them, so a reading never explains itself away.
   ``p`` is the chi-square tail of the squared normalised errors. Sensitive to single readings.
   More tests can join it, Sidak-combined: the reading's distance from its slowly drifting
   level (``level``, on by default), the recent average's distance from its own usual range
-  (``sustained``, on), the reading against the stream's own covariance (``relations``, on for
-  2 to 64 targets) and runs of exactly repeated readings (``repeats``, a stuck sensor; opt-in).
+  (``sustained``, on), the recent average size of the forecast error against its own usual
+  range (``error_sustained``, on), the reading against the stream's own covariance
+  (``relations``, on for 2 to 64 targets) and runs of exactly repeated readings (``repeats``, a
+  stuck sensor; opt-in).
 * :class:`LikelihoodScorer` (``likelihood``): NAB's anomaly likelihood (Ahmad et al., 2017) over
   the Gaussian evidence, as normal quantiles: its moving average over the last ``short`` readings,
   against the distribution of that moving average over the ``long`` readings before them.
@@ -195,6 +197,8 @@ class ScorerConfig:
     # (2 to 64 targets): a broken relation between channels, each of them in its usual range
     sustained: int = 20  # memory, in readings, of the smoothed level the sustained test reads
     # (0 = off): a small shift that lasts, invisible in any single reading
+    error_sustained: bool = True  # the sustained test on each target's |z| forecast error
+    # too (needs `sustained`): a noise burst that doubles the error's spread while it lasts
 
 
 class Scorer(Slabs):
@@ -320,6 +324,8 @@ class GaussianScorer(Scorer):
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
         | {"sus_level", "sus_mean", "sus_var"}
         | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_peak"}
+        | {"esus_level", "esus_mean", "esus_var"}
+        | {"esus_tail_rate", "esus_tail_excess", "esus_tail_n", "esus_tail_peak"}
     )  # the repeats, relations and sustained tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
@@ -358,6 +364,18 @@ class GaussianScorer(Scorer):
                 "sus_tail_excess": np.full(n, _LOG10_E, np.float32),
                 "sus_tail_n": np.zeros(n, np.int32),
                 "sus_tail_peak": np.zeros(n, np.float32),
+            }
+        if self.config.sustained and self.config.error_sustained:  # as the sustained test's
+            # Its average of |z| starts where independent N(0, 1) errors would put it.
+            mean, var = np.sqrt(2 / np.pi), (1 - 2 / np.pi) / (2 * self.config.sustained - 1)
+            out |= {
+                "esus_level": np.full((n, t), mean, np.float32),
+                "esus_mean": np.full((n, t), mean, np.float32),
+                "esus_var": np.full((n, t), var, np.float32),
+                "esus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
+                "esus_tail_excess": np.full(n, _LOG10_E, np.float32),
+                "esus_tail_n": np.zeros(n, np.int32),
+                "esus_tail_peak": np.zeros(n, np.float32),
             }
         if self.config.repeats:  # only then: 24 bytes per target and stream
             out |= {
@@ -425,7 +443,12 @@ class GaussianScorer(Scorer):
         return lp.min(axis=1)
 
     def _sustained(
-        self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray, alpha: np.ndarray
+        self,
+        slots: np.ndarray,
+        level: np.ndarray,
+        z2: np.ndarray,
+        alpha: np.ndarray,
+        prefix: str = "sus_",
     ) -> np.ndarray:
         """Each row's ``log10 p (B,)`` of its smoothed level's distance from the usual; adds each
         target's squared z to ``z2`` and updates the state, at the error statistics' ``alpha``.
@@ -446,7 +469,7 @@ class GaussianScorer(Scorer):
         """
         s, cfg = self.slabs, self.config
         slots = rows(slots)  # every row is read before any is written
-        state = s["sus_level"], s["sus_mean"], s["sus_var"]
+        state = s[prefix + "level"], s[prefix + "mean"], s[prefix + "var"]
         fast = (
             native.sustained(
                 level, *state, slots, alpha, cfg.sustained, _SUSTAINED_STEP, _SUSTAINED_CLIP
@@ -454,7 +477,7 @@ class GaussianScorer(Scorer):
             if self.native
             else None
         )
-        z2s, top = fast if fast is not None else self._sustained_numpy(slots, level, alpha)
+        z2s, top = fast if fast is not None else self._sustained_numpy(slots, level, alpha, prefix)
         warm = s["count"][slots] > _SUSTAINED_WARMUP * cfg.sustained
         z2 += np.where(warm[:, None], z2s, 0.0)
         lp = log10_normal_tail(np.sqrt(top)) + np.log10(2.0 * level.shape[1])
@@ -463,18 +486,22 @@ class GaussianScorer(Scorer):
         # average with routine many-sigma pulses. A pulse's average climbs for as long as it
         # lasts, so a run of exceedances teaches its peak, once it is over.
         y = -np.minimum(lp, 0.0)
-        lp = calibrate_tail(s, slots, y, use, cfg, "sus_", count="count", at_peak=True)
+        lp = calibrate_tail(s, slots, y, use, cfg, prefix, count="count", at_peak=True)
         return np.where(use, lp, 0.0)
 
     def _sustained_numpy(
-        self, slots: np.ndarray | slice, level: np.ndarray, alpha: np.ndarray
+        self,
+        slots: np.ndarray | slice,
+        level: np.ndarray,
+        alpha: np.ndarray,
+        prefix: str = "sus_",
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference for ``detector_sustained``: each target's squared z (0 where missing)
         and each row's largest; updates the state."""
         s, cfg = self.slabs, self.config
-        smooth = s["sus_level"][slots].astype(np.float64)
-        mean = s["sus_mean"][slots].astype(np.float64)
-        var = s["sus_var"][slots].astype(np.float64)
+        smooth = s[prefix + "level"][slots].astype(np.float64)
+        mean = s[prefix + "mean"][slots].astype(np.float64)
+        var = s[prefix + "var"][slots].astype(np.float64)
         present = ~np.isnan(level)
         cap = _SUSTAINED_STEP * np.sqrt(var)
         move = np.clip((level - smooth) / cfg.sustained, -cap, cap)
@@ -483,9 +510,9 @@ class GaussianScorer(Scorer):
         a = alpha[:, None]
         clipped = np.minimum(z2s, _SUSTAINED_CLIP**2)
         delta = np.sign(smooth - mean) * np.sqrt(clipped * var)
-        s["sus_level"][slots] = smooth
-        s["sus_mean"][slots] = np.where(present, mean + a * delta, mean)
-        s["sus_var"][slots] = np.where(present, (var + a * clipped * var) * (1.0 - a), var)
+        s[prefix + "level"][slots] = smooth
+        s[prefix + "mean"][slots] = np.where(present, mean + a * delta, mean)
+        s[prefix + "var"][slots] = np.where(present, (var + a * clipped * var) * (1.0 - a), var)
         return z2s, z2s.max(axis=1)
 
     def _relations(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
@@ -623,6 +650,8 @@ class GaussianScorer(Scorer):
         alpha = 1.0 / np.minimum(count + cfg.prior, cfg.horizon)
         log10_p, z2, dof = self._gaussian(slots, err, "", alpha)
         s["count"][slots] = count
+        # Each target's |z| before the other tests add to z2 (NaN where the error is missing).
+        size = np.where(np.isnan(err), np.nan, np.sqrt(z2)) if "esus_level" in s else None
         if cfg.tail:
             log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
         tests = 1
@@ -636,6 +665,11 @@ class GaussianScorer(Scorer):
             z2 += lz2  # z2 is this call's own
         if cfg.sustained and level is not None:
             log10_p = np.minimum(log10_p, self._sustained(slots, level, z2, alpha))
+            tests += 1
+        if size is not None:
+            # The same test on the error's size: a noise burst or a faster oscillation doubles
+            # the error's spread for as long as it lasts, two sigmas in any single reading.
+            log10_p = np.minimum(log10_p, self._sustained(slots, size, z2, alpha, "esus_"))
             tests += 1
         if "rel_tri" in s and level is not None:
             log10_p, tests = np.minimum(log10_p, self._relations(slots, level, z2)), tests + 1

@@ -103,7 +103,8 @@ def test_tail_calibration_learns_routine_outliers_but_still_flags_a_bigger_one()
     errs[::50] += 10.0
     errs[1990, 0, 0] = 40.0  # the anomaly: far beyond the routine steps
     plain, _ = _run("gaussian", errs, tail=True)
-    cfg = ScorerConfig(**{**CFG.__dict__, "tail": False})
+    # The error test alone, untailed (no Sidak factor for the error-size test beside it).
+    cfg = ScorerConfig(**{**CFG.__dict__, "tail": False, "error_sustained": False})
     scorer = make_scorer(cfg, np.ones(1), 1)
     untailed = np.array([scorer.score(np.zeros(1, np.int64), e)[0][0] for e in errs])
     routine = np.arange(1000, 1990, 50)
@@ -457,9 +458,50 @@ def test_sustained_a_single_glitch_is_not_a_lasting_shift(size: float) -> None:
         assert np.isfinite(v).all(), k
 
 
+def test_error_sustained_flags_a_lasting_noise_burst_that_no_single_error_shows() -> None:
+    # From row 1200, for 300 readings, one channel's forecast error has twice its usual spread:
+    # each error is two sigmas at most times, but the average size of the last 20 is about seven
+    # of that average's own sds off.
+    rng = np.random.default_rng(31)
+    level = rng.normal(0, 1, (1600, 2))
+    errs = rng.normal(0, 1, (1600, 2))
+    errs[1200:1500, 0] *= 2.0
+
+    def scores(**kw) -> tuple[np.ndarray, np.ndarray]:
+        scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "relations": False, **kw}), [1, 1], 1)
+        slot = np.zeros(1, np.int64)
+        out = [scorer.score(slot, e[None], x[None]) for e, x in zip(errs, level, strict=True)]
+        return np.array([s[0] for s, _ in out]), np.array([c[0] for _, c in out])
+
+    on, contrib = scores(error_sustained=True)
+    off, _ = scores(error_sustained=False)
+    assert np.mean(on[1240:1300] >= 0.5) > 0.15
+    assert not np.any(off[1200:1500] >= 0.5)
+    assert not np.any(on[200:1200] >= 0.5)
+    assert np.all(contrib[1240:1300][on[1240:1300] >= 0.5].argmax(axis=1) == 0)  # names it
+
+
+def test_error_sustained_learns_autocorrelated_errors_and_routine_command_flags() -> None:
+    # A model that misses a slow component leaves AR(1) errors (phi 0.9): the average size of 20
+    # of them varies far more than independent errors' would, and its own running variance must
+    # learn that, from the first readings on.
+    rng = np.random.default_rng(24)
+    n, b, phi = 3000, 10, 0.9
+    errs = np.zeros((n, b, 1))
+    for i in range(1, n):
+        errs[i] = phi * errs[i - 1] + np.sqrt(1 - phi**2) * rng.normal(size=(b, 1))
+    scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "level": False}), np.ones(1), b)
+    slots = np.arange(b)
+    scores = np.array([scorer.score(slots, e, rng.normal(size=(b, 1)))[0] for e in errs])
+    assert np.mean(scores >= 0.5) < 1e-3
+    share = {on: _command_flag_alert_share(error_sustained=on) for on in (True, False)}
+    assert share[True] <= share[False] + 0.003
+
+
 def test_sustained_off_keeps_no_state() -> None:
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": 0}), np.ones(3), 4)
     assert not any(k.startswith("sus_") for k in off.slabs)
+    assert not any(k.startswith("esus_") for k in off.slabs)
     on = make_scorer(CFG, np.ones(3), 4)
     assert on.slabs["sus_var"].dtype == np.float32  # 12 bytes per target: see performance.md
 
