@@ -490,7 +490,8 @@ def test_error_sustained_learns_autocorrelated_errors_and_routine_command_flags(
     errs = np.zeros((n, b, 1))
     for i in range(1, n):
         errs[i] = phi * errs[i - 1] + np.sqrt(1 - phi**2) * rng.normal(size=(b, 1))
-    scorer = make_scorer(ScorerConfig(**{**CFG.__dict__, "level": False}), np.ones(1), b)
+    cfg = ScorerConfig(**{**CFG.__dict__, "level": False, "error_sustained": True})
+    scorer = make_scorer(cfg, np.ones(1), b)
     slots = np.arange(b)
     scores = np.array([scorer.score(slots, e, rng.normal(size=(b, 1)))[0] for e in errs])
     assert np.mean(scores >= 0.5) < 1e-3
@@ -501,7 +502,10 @@ def test_error_sustained_learns_autocorrelated_errors_and_routine_command_flags(
 def test_sustained_off_keeps_no_state() -> None:
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": 0}), np.ones(3), 4)
     assert not any(k.startswith("sus_") for k in off.slabs)
-    assert not any(k.startswith("esus_") for k in off.slabs)
+    no_size = make_scorer(ScorerConfig(**{**CFG.__dict__, "error_sustained": False}), [1], 4)
+    assert not any(k.startswith("esus_") for k in no_size.slabs)
+    with_size = make_scorer(ScorerConfig(**{**CFG.__dict__, "error_sustained": True}), [1], 4)
+    assert with_size.slabs["esus_var"].dtype == np.float32
     on = make_scorer(CFG, np.ones(3), 4)
     assert on.slabs["sus_var"].dtype == np.float32  # 12 bytes per target: see performance.md
 
@@ -512,11 +516,14 @@ def test_native_sustained_pass_equals_the_numpy_reference(shuffled: bool) -> Non
     level = rng.normal(size=(400, 4, 5))
     level[250:, 1, 2] += 3.0  # a shift, so the clip is used
     level[100:120, 3, 0] = np.nan
-    fast, ref = (make_scorer(CFG, np.ones(5), 4) for _ in range(2))
+    cfg = ScorerConfig(**{**CFG.__dict__, "error_sustained": True})  # both passes
+    fast, ref = (make_scorer(cfg, np.ones(5), 4) for _ in range(2))
     ref.native = False
     slots = np.array([2, 0, 3, 1]) if shuffled else np.arange(4)
-    for x in level:
-        e = rng.normal(size=(4, 5))
+    for k, x in enumerate(level):
+        e = rng.normal(size=(4, 5)) * (3.0 if 250 <= k < 300 else 1.0)  # a burst: clip used
         np.testing.assert_allclose(fast.score(slots, e, x)[0], ref.score(slots, e, x)[0], 1e-6)
-    for key in ("sus_level", "sus_mean", "sus_var", "sus_tail_excess"):
-        np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-5, atol=1e-7)
+    for prefix in ("sus_", "esus_"):
+        for key in ("level", "mean", "var", "tail_excess"):
+            a, b = fast.slabs[prefix + key], ref.slabs[prefix + key]
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
