@@ -19,7 +19,7 @@ then updates them, so a reading never explains itself away.
   More tests can join it, Sidak-combined: the reading's distance from its slowly drifting
   level (``level``, on by default), the recent average's distance from its own usual range
   (``sustained``, on), the recent average size of the forecast error against its own usual
-  range (``error_sustained``, opt-in), the reading against the stream's own covariance
+  range (``error_sustained``, on), the reading against the stream's own covariance
   (``relations``, on for 2 to 64 targets) and runs of exactly repeated readings (``repeats``, a
   stuck sensor; opt-in).
 * :class:`LikelihoodScorer` (``likelihood``): NAB's anomaly likelihood (Ahmad et al., 2017) over
@@ -197,9 +197,8 @@ class ScorerConfig:
     # (2 to 64 targets): a broken relation between channels, each of them in its usual range
     sustained: int = 20  # memory, in readings, of the smoothed level the sustained test reads
     # (0 = off): a small shift that lasts, invisible in any single reading
-    error_sustained: bool = False  # the sustained test on each target's |z| forecast error
-    # too (needs `sustained`): a noise burst that doubles the error's spread while it lasts;
-    # opt-in: it failed a guard on fresh dev seeds (docs/accuracy.md, stage 9)
+    error_sustained: bool = True  # the sustained test on each target's |z| forecast error
+    # too (needs `sustained`): a noise burst that doubles the error's spread while it lasts
 
 
 class Scorer(Slabs):
@@ -367,12 +366,13 @@ class GaussianScorer(Scorer):
                 "sus_tail_peak": np.zeros(n, np.float32),
             }
         if self.config.sustained and self.config.error_sustained:  # as the sustained test's
-            # Its average of |z| starts where independent N(0, 1) errors would put it.
-            mean, var = np.sqrt(2 / np.pi), (1 - 2 / np.pi) / (2 * self.config.sustained - 1)
+            # Its statistics start at the scaler's N(0, 1), as the reading test's: far wider
+            # than an average of independent errors' |z| varies, so a stream is learnt before
+            # it can alert (starting at that narrower spread failed on a real background).
             out |= {
-                "esus_level": np.full((n, t), mean, np.float32),
-                "esus_mean": np.full((n, t), mean, np.float32),
-                "esus_var": np.full((n, t), var, np.float32),
+                "esus_level": np.zeros((n, t), np.float32),
+                "esus_mean": np.zeros((n, t), np.float32),
+                "esus_var": np.ones((n, t), np.float32),
                 "esus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
                 "esus_tail_excess": np.full(n, _LOG10_E, np.float32),
                 "esus_tail_n": np.zeros(n, np.int32),
