@@ -393,15 +393,21 @@ def test_sustained_flags_a_small_lasting_shift_that_no_single_reading_shows() ->
     assert np.all(contrib[caught_up].argmax(axis=1) == 0)  # it names the shifted channel
 
 
+def _ar1(rng: np.random.Generator, n: int, b: int, phi: float) -> np.ndarray:
+    """``(n, b, 1)``: b unit-variance AR(1) series, starting at 0."""
+    out = np.zeros((n, b, 1))
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + np.sqrt(1 - phi**2) * rng.normal(size=(b, 1))
+    return out
+
+
 def test_sustained_learns_the_autocorrelation_of_a_slow_stream() -> None:
     # AR(1) readings with phi 0.98: averaging 20 of them hardly shrinks the noise. A test that
     # assumed independent readings would put the average's sd at 1 / sqrt(39) and call most
     # of this stream's ordinary swings anomalies; its own running variance must not.
     rng = np.random.default_rng(22)
     n, b, phi = 3000, 10, 0.98
-    level = np.zeros((n, b, 1))
-    for i in range(1, n):
-        level[i] = phi * level[i - 1] + np.sqrt(1 - phi**2) * rng.normal(size=(b, 1))
+    level = _ar1(rng, n, b, phi)
     cfg = ScorerConfig(**{**CFG.__dict__, "level": False})
     scorer = make_scorer(cfg, np.ones(1), b)
     slots = np.arange(b)
@@ -488,10 +494,8 @@ def test_error_sustained_learns_autocorrelated_errors_and_routine_command_flags(
     # of them varies far more than independent errors' would, and its own running variance must
     # learn that, from the first readings on.
     rng = np.random.default_rng(24)
-    n, b, phi = 3000, 10, 0.9
-    errs = np.zeros((n, b, 1))
-    for i in range(1, n):
-        errs[i] = phi * errs[i - 1] + np.sqrt(1 - phi**2) * rng.normal(size=(b, 1))
+    n, b = 3000, 10
+    errs = _ar1(rng, n, b, 0.9)
     cfg = ScorerConfig(**{**CFG.__dict__, "level": False, "error_sustained": True})
     scorer = make_scorer(cfg, np.ones(1), b)
     slots = np.arange(b)
