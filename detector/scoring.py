@@ -464,7 +464,9 @@ class GaussianScorer(Scorer):
         sigmas so a lasting fault inflates them slowly; one reading moves the average by at
         most ``_SUSTAINED_STEP`` of its sds, so a glitch is not a lasting shift) and reads the
         largest target's two-sided normal tail, Bonferroni over the targets (channels are often
-        correlated, so their z are not added). Evidence after ``_SUSTAINED_WARMUP`` memories;
+        correlated, so their z are not added). ``prefix`` names the state: ``sus_`` for the
+        readings, ``esus_`` for the errors' |z| (``error_sustained``). Evidence after
+        ``_SUSTAINED_WARMUP`` memories;
         a missing value neither moves the average nor is evidence. One C pass when
         :mod:`detector.native` is built; the NumPy below is the reference.
         """

@@ -250,9 +250,7 @@ def _evaluate(result: TrainResult, device: torch.device) -> None:
             "stopped_early": result.stopped_early,
             "best_val_loss_scaled": min(e.val_loss for e in result.history),
             # Columns left out of the targets by default (see resolve_features).
-            "indicator_inputs": [
-                c for c in ts.features.covariates if c not in result.config.covariates
-            ],
+            "indicator_inputs": list(ts.features.indicators),
             "constant_columns_ignored": list(ts.features.ignored),
         },
     }

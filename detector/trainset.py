@@ -36,6 +36,7 @@ class FeatureSpec:
 
     targets: tuple[str, ...]
     covariates: tuple[str, ...] = ()
+    indicators: tuple[str, ...] = ()  # covariates the default rule chose (two values)
     ignored: tuple[str, ...] = ()  # constant columns the default rule left out (not inputs)
 
     @property
@@ -106,13 +107,15 @@ def resolve_features(
     if not series:
         raise DataError("no streams to train on")
     columns = series[0].columns
+    indicators: list[str] = []
     ignored: list[str] = []
     if targets is None:
         targets = [c for c in columns if c not in covariates]
         if all(c in s.columns for s in series for c in targets):
             counts = distinct_counts(series, targets)
             if any(n > 2 for n in counts.values()):
-                covariates = (*covariates, *(c for c in targets if counts[c] == 2))
+                indicators = [c for c in targets if counts[c] == 2]
+                covariates = (*covariates, *indicators)
                 ignored = [c for c in targets if counts[c] < 2]
                 targets = [c for c in targets if counts[c] > 2]
     overlap = set(targets) & set(covariates)
@@ -127,7 +130,7 @@ def resolve_features(
             raise DataError(
                 f"stream {s.name!r} has no column(s) {missing}; it has {list(s.columns)}"
             )
-    return FeatureSpec(tuple(targets), tuple(covariates), tuple(ignored))
+    return FeatureSpec(tuple(targets), tuple(covariates), tuple(indicators), tuple(ignored))
 
 
 def _concat(parts: list[Windows], timesteps: int, n_features: int, n_targets: int) -> Windows:
