@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,27 +39,49 @@ def _commands(rng: np.random.Generator, n: int, routine, unseen) -> np.ndarray:
     return cmds
 
 
+@dataclass(frozen=True)
+class Channel:
+    """What makes one telemetry channel itself, in its training part and its test part alike."""
+
+    levels: np.ndarray  # (COMMANDS,) the level each command moves the reading towards
+    period: float  # of the sine on top, readings
+    amp: float  # of the sine
+    noise: float  # Gaussian noise's sd
+    rounded: bool  # readings rounded to two decimals
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Channel:
+        return cls(
+            rng.uniform(-0.8, 0.8, COMMANDS),
+            rng.uniform(50, 300),
+            rng.uniform(0, 0.2),
+            rng.uniform(0.005, 0.05),
+            bool(rng.random() < 0.5),
+        )
+
+
 def stream(
     rng: np.random.Generator,
+    channel: Channel,
     n: int,
     routine: np.ndarray,
     unseen: np.ndarray,
     faults: list[tuple[int, int, str]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(values (n, 1 + COMMANDS), labels (n,))`` of one stream with ``faults`` injected."""
+    """``(values (n, 1 + COMMANDS), labels (n,))`` of one stream of ``channel`` with ``faults``
+    injected; ``rng`` draws the commands sent, the noise and the faults' sizes."""
     cmds = _commands(rng, n, routine, unseen)
-    levels = {k: rng.uniform(-0.8, 0.8) for k in range(COMMANDS)}
-    period, amp, noise = rng.uniform(50, 300), rng.uniform(0, 0.2), rng.uniform(0.005, 0.05)
     value = np.empty(n)
     target = current = 0.0
     for t in range(n):
         sent = np.flatnonzero(cmds[t])
         if sent.size:
-            target = levels[int(sent[0])]
+            target = channel.levels[int(sent[0])]
         current += 0.1 * (target - current)  # the reading settles towards the command's level
-        value[t] = current + amp * np.sin(2 * np.pi * t / period)
+        value[t] = current + channel.amp * np.sin(2 * np.pi * t / channel.period)
+    noise = channel.noise
     value += noise * rng.standard_normal(n)
-    if rng.random() < 0.5:
+    if channel.rounded:
         value = np.round(value, 2)
     labels = np.zeros(n, np.uint8)
     for start, length, kind in faults:
@@ -73,7 +96,7 @@ def stream(
         elif kind == "spike":
             value[start : start + 3] += rng.choice([-1, 1]) * 1.0
         elif kind == "freq":
-            value[span] += 0.3 * np.sin(2 * np.pi * np.arange(length) / (period / 5))
+            value[span] += 0.3 * np.sin(2 * np.pi * np.arange(length) / (channel.period / 5))
         labels[span] = 1
     return np.column_stack([value, cmds]), labels
 
@@ -96,7 +119,10 @@ def generate(out: Path, seed: int) -> None:
     for s in range(STREAMS):
         routine = rng.choice(COMMANDS, rng.integers(2, 6), replace=False)
         unseen = rng.choice([k for k in range(COMMANDS) if k not in routine], 2, replace=False)
-        train, _ = stream(np.random.default_rng(seed * 100 + s), TRAIN_ROWS, routine, [], [])
+        # One channel, two parts: the same dynamics, different commands sent and noise drawn.
+        channel = Channel.draw(np.random.default_rng((seed, s)))
+        part = np.random.default_rng(seed * 100 + s)
+        train, _ = stream(part, channel, TRAIN_ROWS, routine, [], [])
         _write(out / "train" / f"ch{s}.csv", train, None)
         starts = np.arange(500, TEST_ROWS - 600, 700)
         starts = sorted(rng.choice(starts, rng.integers(1, 4), replace=False))
@@ -104,7 +130,7 @@ def generate(out: Path, seed: int) -> None:
             (int(st), int(rng.integers(50, 400)), str(rng.choice(FAULT_KINDS))) for st in starts
         ]
         test, labels = stream(
-            np.random.default_rng(seed * 100 + 50 + s), TEST_ROWS, routine, unseen, faults
+            np.random.default_rng(seed * 100 + 50 + s), channel, TEST_ROWS, routine, unseen, faults
         )
         _write(out / "test" / f"ch{s}.csv", test, labels)
 
