@@ -33,6 +33,8 @@ from detector.slabs import Slabs
 
 __all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id", "onset_scores"]
 
+_RUN_MAX = 2**30  # readings counted in a run (int32 slabs; far past any duration setting)
+
 
 @dataclass(frozen=True)
 class AlertConfig:
@@ -65,6 +67,8 @@ class AlertConfig:
             )
         if not self.onset_step >= 1.0:
             raise ValueError(f"need onset_step >= 1, got {self.onset_step}")
+        if max(self.min_duration, self.clear_duration, self.cooldown) > _RUN_MAX:
+            raise ValueError(f"min_duration, clear_duration and cooldown must be <= {_RUN_MAX}")
 
 
 @dataclass
@@ -106,16 +110,17 @@ class AlertTracker(Slabs):
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         return {
-            "above": np.zeros(n, np.int64),  # consecutive readings >= open_at
-            "below": np.zeros(n, np.int64),  # consecutive readings < close_at
-            "cooldown": np.zeros(n, np.int64),  # readings left before an alert may open
+            # Counters in int32, saturated: each is only compared with a small setting.
+            "above": np.zeros(n, np.int32),  # consecutive readings >= open_at
+            "below": np.zeros(n, np.int32),  # consecutive readings < close_at
+            "cooldown": np.zeros(n, np.int32),  # readings left before an alert may open
             "run_start": np.full(n, np.nan),  # event time the current anomalous run began
             "active": np.zeros(n, bool),
             "alert_start": np.full(n, np.nan),  # start of the open alert (rebuilds it on restore)
             # The open alert's peak and its top features (indices, -1 = none), so that an alert
             # restored after a crash or a rebalance closes with what it had, not with nothing.
             "alert_peak": np.zeros(n),
-            "alert_top": np.full((n, self.config.top_k), -1, np.int64),
+            "alert_top": np.full((n, self.config.top_k), -1, np.int32),
             "last_score": np.zeros(n),  # the latest score, for the top-K streams gauge
             "onset_peak": np.zeros(n),  # the highest onset reported in the last `quiet` readings
             "onset_age": np.full(n, np.iinfo(np.int64).max // 2),  # readings since that onset
@@ -144,8 +149,8 @@ class AlertTracker(Slabs):
         hot = score >= cfg.open_at
         cold = score < cfg.close_at
         run_start = np.where(hot & (s["above"][slots] == 0), ts, s["run_start"][slots])
-        above = np.where(hot, s["above"][slots] + 1, 0)
-        below = np.where(cold, s["below"][slots] + 1, 0)
+        above = np.where(hot, np.minimum(s["above"][slots], _RUN_MAX) + 1, 0)
+        below = np.where(cold, np.minimum(s["below"][slots], _RUN_MAX) + 1, 0)
         active = was_active = s["active"][slots]
         cooling = s["cooldown"][slots]
         opening = ~active & (above >= cfg.min_duration) & (cooling == 0)

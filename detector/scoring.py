@@ -226,6 +226,7 @@ class Scorer(Slabs):
 
 
 _TAIL_AT = 2.0  # decades: the tail starts at Gaussian p = 1e-2
+_TAIL_N_MAX = 2**30  # exceedances counted (int32 slabs); only the first horizon / 100 matter
 _LOG10_E = float(np.log10(np.e))
 
 
@@ -265,8 +266,10 @@ def calibrate_tail(
     """
     if not isinstance(slots, slice):
         slots = rows(slots)  # every row is read before any is written
-    r = s[prefix + "tail_rate"][slots]
-    m, k = s[prefix + "tail_excess"][slots], s[prefix + "tail_n"][slots]
+    # float32 slabs (an EWMA needs no more), float64 arithmetic
+    r = s[prefix + "tail_rate"][slots].astype(np.float64)
+    m = s[prefix + "tail_excess"][slots].astype(np.float64)
+    k = s[prefix + "tail_n"][slots].astype(np.int64)
     lr = np.log10(r)
     log10_p = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
     over = use & (y > _TAIL_AT)
@@ -288,7 +291,7 @@ def calibrate_tail(
     beta = 1.0 / np.minimum(k + 1 + cfg.tail_events, max(cfg.horizon // 100, cfg.tail_events))
     excess = np.minimum(excess, cfg.tail_clip * m)
     s[prefix + "tail_excess"][slots] = np.where(learn, m + beta * (excess - m), m)
-    s[prefix + "tail_n"][slots] = k + learn
+    s[prefix + "tail_n"][slots] = np.minimum(k + learn, _TAIL_N_MAX)  # beta stops at its cap
     return log10_p
 
 
@@ -334,9 +337,9 @@ class GaussianScorer(Scorer):
             "mean": np.zeros((n, t)),
             "var": np.tile(self.error_std**2, (n, 1)),
             "count": np.zeros(n, np.int64),
-            "tail_rate": np.full(n, 10.0**-_TAIL_AT),
-            "tail_excess": np.full(n, _LOG10_E),
-            "tail_n": np.zeros(n, np.int64),
+            "tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
+            "tail_excess": np.full(n, _LOG10_E, np.float32),
+            "tail_n": np.zeros(n, np.int32),
             "level_mean": np.zeros((n, t)),  # the reading's usual level, scaled units
             "level_var": np.ones((n, t)),  # the scaler makes training readings N(0, 1)
         }
@@ -349,10 +352,10 @@ class GaussianScorer(Scorer):
                 "rel_tri": np.tile((i == j).astype(np.float32), (n, 1)),
                 "rel_n": np.zeros(n, np.int64),  # readings it has learnt from
                 # its own tail, as the error test's (see calibrate_tail)
-                "rel_tail_rate": np.full(n, 10.0**-_TAIL_AT),
-                "rel_tail_excess": np.full(n, _LOG10_E),
-                "rel_tail_n": np.zeros(n, np.int64),
-                "rel_tail_over": np.zeros(n, np.int64),
+                "rel_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
+                "rel_tail_excess": np.full(n, _LOG10_E, np.float32),
+                "rel_tail_n": np.zeros(n, np.int32),
+                "rel_tail_over": np.zeros(n, np.int8),  # a flag
             }
         if self.config.sustained:  # 12 bytes per target, 16 per stream (EWMAs: float32 will do)
             out |= {
@@ -378,12 +381,14 @@ class GaussianScorer(Scorer):
                 "esus_tail_n": np.zeros(n, np.int32),
                 "esus_tail_peak": np.zeros(n, np.float32),
             }
-        if self.config.repeats:  # only then: 24 bytes per target and stream
+        if self.config.repeats:  # 12 bytes per target (float32: the windows' precision)
             out |= {
-                "rep_last": np.zeros((n, t)),  # the previous present reading, scaled units
-                "rep_run": np.full((n, t), -1.0),  # readings in a row equal to the one before;
-                # -1 until there is a previous reading (slabs stay finite for snapshots)
-                "rep_rate": np.full((n, t), _REPEAT_PRIOR),  # how often a reading repeats
+                "rep_last": np.zeros((n, t), np.float32),  # the previous present reading,
+                # scaled units
+                "rep_run": np.full((n, t), -1.0, np.float32),  # readings in a row equal to the
+                # one before; -1 until there is a previous reading (slabs stay finite)
+                "rep_rate": np.full((n, t), _REPEAT_PRIOR, np.float32),  # how often a reading
+                # repeats
             }
         return out
 
@@ -430,9 +435,12 @@ class GaussianScorer(Scorer):
             )
             if least is not None:
                 return least
-        last, run, rate = s["rep_last"][slots], s["rep_run"][slots], s["rep_rate"][slots]
-        present = ~np.isnan(level)
-        same = present & (run >= 0) & (level == last)
+        last, run = s["rep_last"][slots], s["rep_run"][slots].astype(np.float64)
+        rate = s["rep_rate"][slots].astype(np.float64)
+        with np.errstate(over="ignore"):
+            reading = level.astype(np.float32)  # compared at the precision the windows keep
+        present = np.isfinite(reading)  # beyond float32's range is missing, as NaN is
+        same = present & (run >= 0) & (reading == last)
         run = np.where(same, run + 1, np.where(present, 0, run))
         with np.errstate(divide="ignore"):
             lp = np.maximum(run * np.log10(np.maximum(rate, floor)), sat)
@@ -440,7 +448,7 @@ class GaussianScorer(Scorer):
         z2 -= 2.0 * np.log(10.0) * lp
         s["rep_rate"][slots] = np.where(present, rate + alpha[:, None] * (same - rate), rate)
         s["rep_run"][slots] = run
-        s["rep_last"][slots] = np.where(present, level, last)
+        s["rep_last"][slots] = np.where(present, reading, last)
         return lp.min(axis=1)
 
     def _sustained(

@@ -128,3 +128,22 @@ def test_onset_episode_without_the_alert_hold_ends_quiet_readings_after_its_last
     assert _onsets(scores, quiet=2, clear_duration=5) == got  # the default
     got = _onsets(scores, quiet=2, clear_duration=5, hold_while_open=True)
     assert got == [0.6] + [0] * 12 + [0.2]
+
+
+def test_run_counters_saturate_instead_of_wrapping() -> None:
+    # The counters are int32 (memory per stream); a run longer than any setting cannot wrap
+    # negative and close an alert that is still hot, or reopen one that is cold.
+    tracker = AlertTracker(AlertConfig(clear_duration=3), ("a",), capacity=1)
+    slot, one = np.array([0]), np.array([[1.0]])
+    tracker.update(slot, ["pump"], np.array([0.0]), np.array([0.9]), one)
+    tracker.slabs["above"][0] = np.iinfo(np.int32).max
+    ids, _, closed = tracker.update(slot, ["pump"], np.array([1.0]), np.array([0.9]), one)
+    assert ids[0] and not closed and 0 < tracker.slabs["above"][0] <= np.iinfo(np.int32).max
+    tracker.slabs["below"][0] = np.iinfo(np.int32).max
+    _, _, closed = tracker.update(slot, ["pump"], np.array([2.0]), np.array([0.1]), one)
+    assert len(closed) == 1  # cold for longer than clear_duration: it closes
+
+
+def test_durations_beyond_the_counters_are_refused() -> None:
+    with pytest.raises(ValueError, match="cooldown"):
+        AlertConfig(cooldown=2**31)

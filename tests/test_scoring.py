@@ -533,3 +533,35 @@ def test_native_sustained_pass_equals_the_numpy_reference(shuffled: bool) -> Non
         for key in ("level", "mean", "var", "tail_excess"):
             a, b = fast.slabs[prefix + key], ref.slabs[prefix + key]
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler here")
+def test_the_scorers_repeats_slabs_take_the_c_pass() -> None:
+    # The equality test above would pass with NumPy on both sides if the slabs stopped fitting
+    # the C pass; this says the fast path is the one a default scorer takes.
+    scorer = make_scorer(ScorerConfig(repeats=True), np.ones(3), 4)
+    s = scorer.slabs
+    x, z2 = np.zeros((2, 3)), np.zeros((2, 3))
+    args = (s["rep_last"], s["rep_run"], s["rep_rate"], np.array([3, 1]), np.full(2, 0.05))
+    assert native.repeats(x, *args, 5e-4, -9.0, z2) is not None
+
+
+def test_repeats_compare_readings_at_the_windows_float32_precision() -> None:
+    # The engine's windows keep float32, so the model cannot tell readings apart that differ
+    # past it; nor can the repeats test, whose slabs are float32. Readings that differ at
+    # float32 precision are distinct.
+    level = np.random.default_rng(8).normal(0, 1, (700, 1))
+    stuck = level.copy()
+    stuck[600:] = 0.123456789 + np.arange(100)[:, None] * 1e-12  # equal in float32
+    moving = level.copy()
+    moving[600:] = 0.123456789 + np.arange(100)[:, None] * 1e-3  # distinct in float32
+    assert np.all(_scores_with_level(stuck, repeats=True)[0][610:] >= 0.6)
+    assert np.mean(_scores_with_level(moving, repeats=True)[0][610:] >= 0.5) < 0.05
+
+
+def test_tail_counts_saturate_instead_of_wrapping() -> None:
+    scorer = make_scorer(ScorerConfig(), np.ones(1), 1)
+    scorer.slabs["tail_n"][0] = np.iinfo(np.int32).max
+    for e in np.random.default_rng(2).normal(0, 1, (50, 1)) * 10.0:  # many exceedances
+        scorer.score(np.zeros(1, np.int64), e[None], e[None])
+    assert 0 < scorer.slabs["tail_n"][0] <= np.iinfo(np.int32).max

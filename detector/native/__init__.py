@@ -147,7 +147,7 @@ def _bind(path: Path) -> ctypes.CDLL:
         + [i64, f32, i64],
         "detector_lstm_cell": [ptr] * 3 + [i64] * 5 + [f32],
         "detector_gaussian": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr, f64, ptr, ptr, ptr],
-        "detector_repeats": [ptr, i64, ptr, ptr, ptr, *rows, i64, i64, ptr, f64, f64, ptr, ptr],
+        "detector_repeats": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, ptr, f64, f64, ptr, ptr],
         "detector_relations": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64]
         + [f64] * 5
         + [i64, ptr, ptr],
@@ -560,41 +560,32 @@ def repeats(
 ) -> np.ndarray | None:
     """The scorer's repeats test in one pass (see ``detector_repeats`` in kernels.c): readings
     ``x (B, D)`` against slab rows ``slots`` of ``last``, ``run`` and ``rate``
-    ``(capacity, D)``, updated in place; adds each target's ``-2 ln p`` to ``z2 (B, D)`` and
-    returns each row's least ``log10 p (B,)``. ``None`` when the library is unavailable or the
-    arrays do not fit."""
+    ``(capacity, D)`` (float32), updated in place; adds each target's ``-2 ln p`` to ``z2 (B,
+    D)`` and returns each row's least ``log10 p (B,)``. ``None`` when the library is
+    unavailable or the arrays do not fit."""
     lib = library()
+    batch, dim = x.shape
     fits = (
-        _gaussian_fits(x, last, rate, alpha)
-        and run.dtype == np.float64
-        and run.strides == last.strides
-        and run.shape == last.shape
-        and z2.dtype == np.float64
+        x.dtype == alpha.dtype == z2.dtype == np.float64
+        and x.strides[1] == 8
+        and alpha.shape == (batch,)
+        and alpha.flags.c_contiguous
         and z2.shape == x.shape
         and z2.flags.c_contiguous
+        and all(
+            a.dtype == np.float32 and a.flags.c_contiguous and a.shape[1:] == (dim,)
+            for a in (last, run, rate)
+        )
     )
     if lib is None or not fits:
         return None
-    batch, dim = x.shape
     index, rows, row0 = _row_args(slots)
     least = np.empty(batch)
     lib.detector_repeats(
-        x.ctypes.data,
-        x.strides[0] // 8,
-        last.ctypes.data,
-        run.ctypes.data,
-        rate.ctypes.data,
-        rows,
-        row0,
-        last.strides[0] // 8,
-        batch,
-        dim,
-        alpha.ctypes.data,
-        floor_rate,
-        sat,
-        z2.ctypes.data,
+        x.ctypes.data, x.strides[0] // 8, last.ctypes.data, run.ctypes.data, rate.ctypes.data,
+        rows, row0, batch, dim, alpha.ctypes.data, floor_rate, sat, z2.ctypes.data,
         least.ctypes.data,
-    )
+    )  # fmt: skip
     return least
 
 

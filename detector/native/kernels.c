@@ -163,43 +163,45 @@ void detector_gaussian(const double *restrict x, int64_t ld_x, double *restrict 
 
 /* The scorer's repeats test (GaussianScorer._repeats) in one call: per target, the run of
  * readings equal to the one before (run -1: no previous reading yet; a missing reading, NaN,
- * neither extends nor breaks it; counted in doubles so the loops vectorise), its
- * log10 p = run * log10(max(rate, floor)) saturated at `sat`, and the repeat rate's EWMA at
- * alpha[b]. Adds -2 ln p to z2 (the target's share of the evidence) and writes each row's
- * least log10 p to least[b]. The three slabs share their row stride ld_s (8-byte elements);
- * rows as in detector_gaussian. */
-void detector_repeats(const double *restrict x, int64_t ld_x, double *restrict last,
-                      double *restrict run, double *restrict rate,
-                      const int64_t *restrict rows, int64_t row0, int64_t ld_s, int64_t batch,
-                      int64_t dim, const double *restrict alpha, double floor_rate, double sat,
+ * neither extends nor breaks it), its log10 p = run * log10(max(rate, floor)) saturated at
+ * `sat`, and the repeat rate's EWMA at alpha[b]. Adds -2 ln p to z2 (the target's share of the
+ * evidence) and writes each row's least log10 p to least[b]. The three slabs are float32
+ * (capacity, dim), C order: readings are compared as float32, the precision the engine's
+ * windows keep (one beyond its range is missing); a run is counted in floats so the loops vectorise, and the evidence is
+ * computed in doubles. rows as in detector_gaussian. */
+void detector_repeats(const double *restrict x, int64_t ld_x, float *restrict last,
+                      float *restrict run, float *restrict rate,
+                      const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
+                      const double *restrict alpha, double floor_rate, double sat,
                       double *restrict z2, double *restrict least) {
     const double to_ln = -2.0 * 2.302585092994046; /* -2 ln(10) */
     for (int64_t b = 0; b < batch; b++) {
         const int64_t r = rows ? rows[b] : row0 + b;
         const double *xb = x + b * ld_x;
-        double *l = last + r * ld_s, *q = rate + r * ld_s, *zb = z2 + b * dim;
-        double *n = run + r * ld_s;
+        float *l = last + r * dim, *q = rate + r * dim, *n = run + r * dim;
+        double *zb = z2 + b * dim;
         const double a = alpha[b];
         /* Three passes over one row (it stays in L1): most readings repeat nothing, so the
          * first two are branch-free and vectorise, and only rows with a repeat pay for log10. */
-        double hits = 0.0;
-        for (int64_t j = 0; j < dim; j++) hits += (n[j] >= 0.0) & (xb[j] == l[j]);
+        int hits = 0;
+        for (int64_t j = 0; j < dim; j++) hits |= (n[j] >= 0.0f) & ((float)xb[j] == l[j]);
         double lowest = 0.0;
         if (hits) { /* evidence from the rates before this reading, as in NumPy */
             for (int64_t j = 0; j < dim; j++) {
-                if (!(n[j] >= 0.0 && xb[j] == l[j])) continue;
-                double lp = (n[j] + 1.0) * log10(q[j] > floor_rate ? q[j] : floor_rate);
+                if (!(n[j] >= 0.0f && (float)xb[j] == l[j])) continue;
+                const double qj = q[j] > floor_rate ? (double)q[j] : floor_rate;
+                double lp = ((double)n[j] + 1.0) * log10(qj);
                 lp = lp > sat ? lp : sat;
                 zb[j] += to_ln * lp;
                 lowest = lp < lowest ? lp : lowest;
             }
         }
         for (int64_t j = 0; j < dim; j++) {
-            const double v = xb[j], was = n[j];
-            const int present = v == v;
-            const int same = (was >= 0.0) & (v == l[j]); /* NaN never equals: implies present */
-            n[j] = same ? was + 1.0 : (present ? 0.0 : was);
-            q[j] = present ? q[j] + a * ((same ? 1.0 : 0.0) - q[j]) : q[j];
+            const float v = (float)xb[j], was = n[j];
+            const int present = isfinite(v); /* beyond float32's range: missing, as NaN is */
+            const int same = (was >= 0.0f) & (v == l[j]); /* l is finite: implies present */
+            n[j] = same ? was + 1.0f : (present ? 0.0f : was);
+            q[j] = present ? (float)(q[j] + a * ((same ? 1.0 : 0.0) - q[j])) : q[j];
             l[j] = present ? v : l[j];
         }
         least[b] = lowest;
