@@ -176,8 +176,9 @@ class ScorerConfig:
     added after, on a label-free check with command-flag channels), ``sustained`` on (its
     memory of 20 readings and clip of 3 sigmas were the first reasoned values; 10 tied). The
     extended dev set later preferred ``repeats`` on and ``tail`` off (dev score 0.610 vs 0.402), but
-    that set, run once on NAB and SKAB, lowered both; it was not shipped (a choice informed by
-    test results, disclosed in docs/accuracy.md), and ``repeats`` stays opt-in.
+    that set, run once on NAB and SKAB, lowered both and was not shipped (a choice informed by
+    test results, disclosed in docs/accuracy.md). ``repeats`` alone was turned on in stage 10,
+    under a rule written before fresh dev seeds 15-17 and confirmed on fresh seeds 18-20.
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -192,7 +193,7 @@ class ScorerConfig:
     tail_events: int = 5  # weight, in exceedances, of the Gaussian tail as the initial excess
     tail_clip: float = 20.0  # an excess updates the tail as if at most this many mean excesses
     level: bool = True  # also score how far the reading itself is from the stream's usual level
-    repeats: bool = False  # also score runs of exactly repeated readings (a stuck sensor)
+    repeats: bool = True  # also score runs of exactly repeated readings (a stuck sensor)
     relations: bool = True  # also score the reading against the stream's own covariance
     # (2 to 64 targets): a broken relation between channels, each of them in its usual range
     sustained: int = 20  # memory, in readings, of the smoothed level the sustained test reads
