@@ -132,6 +132,15 @@ def _check_plain(payload: dict, scaling: dict, names: tuple, n_targets: int) -> 
         or not all(type(v) in (int, float) for v in std)
     ):
         raise ValueError(f"metrics.validation.residual_std_scaled must hold {n_targets} numbers")
+    rate = payload["metrics"].get("training", {}).get("repeat_rate")
+    if rate is not None and (
+        not isinstance(rate, list)
+        or len(rate) != n_targets
+        or not all(v is None or (type(v) in (int, float) and 0 <= v <= 1) for v in rate)
+    ):
+        raise ValueError(
+            f"metrics.training.repeat_rate must hold {n_targets} rates in [0, 1] (or null)"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:

@@ -156,7 +156,8 @@ class Engine:
         )
         error_std = ckpt.metrics.get("validation", {}).get("residual_std_scaled")
         error_std = np.ones(self.n_targets) if error_std is None else np.asarray(error_std)
-        self.scorer = make_scorer(config.scorer, error_std, self.state.capacity)
+        repeat_rate = ckpt.metrics.get("training", {}).get("repeat_rate")
+        self.scorer = make_scorer(config.scorer, error_std, self.state.capacity, repeat_rate)
         self.alerts = AlertTracker(config.alerts, ckpt.targets, self.state.capacity)
         self.evicted = 0  # streams forgotten so far: over the cap, idle, or handed away
 

@@ -30,6 +30,7 @@ then updates them, so a reading never explains itself away.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,9 +209,20 @@ class Scorer(Slabs):
     name = "base"
     native = True  # use detector.native's C loops where built (False: NumPy only, the reference)
 
-    def __init__(self, config: ScorerConfig, error_std: np.ndarray, capacity: int) -> None:
+    def __init__(
+        self,
+        config: ScorerConfig,
+        error_std: np.ndarray,
+        capacity: int,
+        repeat_rate: Sequence[float | None] | None = None,
+    ) -> None:
         self.config = config
         self.error_std = np.maximum(np.asarray(error_std, np.float64), 1e-6)  # (n_targets,)
+        # The repeats test's starting rate per target: the training data's (None or NaN: not
+        # known, so the reasoned prior).
+        rate = np.full(len(self.error_std), np.nan) if repeat_rate is None else repeat_rate
+        rate = np.array([np.nan if r is None else r for r in rate], np.float64)
+        self.repeat_rate = np.where(np.isfinite(rate), np.clip(rate, 0.0, 1.0), _REPEAT_PRIOR)
         self.grow(capacity)
 
     def score(
@@ -388,8 +400,8 @@ class GaussianScorer(Scorer):
                 # scaled units
                 "rep_run": np.full((n, t), -1.0, np.float32),  # readings in a row equal to the
                 # one before; -1 until there is a previous reading (slabs stay finite)
-                "rep_rate": np.full((n, t), _REPEAT_PRIOR, np.float32),  # how often a reading
-                # repeats
+                "rep_rate": np.tile(self.repeat_rate.astype(np.float32), (n, 1)),  # how often
+                # a reading repeats
             }
         return out
 
@@ -746,10 +758,16 @@ def _shares(z2: np.ndarray) -> np.ndarray:
 SCORERS: dict[str, type[Scorer]] = {"gaussian": GaussianScorer, "likelihood": LikelihoodScorer}
 
 
-def make_scorer(config: ScorerConfig, error_std: np.ndarray, capacity: int) -> Scorer:
-    """The scorer ``config.kind`` names."""
+def make_scorer(
+    config: ScorerConfig,
+    error_std: np.ndarray,
+    capacity: int,
+    repeat_rate: Sequence[float | None] | None = None,
+) -> Scorer:
+    """The scorer ``config.kind`` names; ``repeat_rate`` per target starts the repeats test
+    (default: its reasoned prior)."""
     try:
         cls = SCORERS[config.kind]
     except KeyError:
         raise ValueError(f"scorer must be one of {sorted(SCORERS)}, got {config.kind!r}") from None
-    return cls(config, error_std, capacity)
+    return cls(config, error_std, capacity, repeat_rate)

@@ -31,6 +31,7 @@ from detector.trainset import (
     TrainSet,
     Windows,
     build_trainset,
+    repeat_rates,
     resolve_features,
 )
 
@@ -321,4 +322,7 @@ def train(
     stopped_early = len(history) < config.epochs
     result = TrainResult(model, config, ts, history, best_epoch, stopped_early)
     _evaluate(result, device)
+    # The repeats test's starting rate per target (None: no pair of readings to tell).
+    rates = repeat_rates(series, features.targets, config.skip_labelled)
+    result.metrics["training"]["repeat_rate"] = [None if np.isnan(r) else float(r) for r in rates]
     return result

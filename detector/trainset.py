@@ -23,6 +23,7 @@ __all__ = [
     "Windows",
     "TrainSet",
     "distinct_counts",
+    "repeat_rates",
     "resolve_features",
     "build_trainset",
 ]
@@ -70,6 +71,28 @@ class TrainSet:
     mape_floors: np.ndarray  # (streams, n_targets) MAPE denominator floors, original units
     train: Windows
     val: Windows
+
+
+def repeat_rates(
+    series: Sequence[Series], columns: Sequence[str], skip_labelled: bool = True
+) -> np.ndarray:
+    """Per column, how often a reading equals the one before it (at float32 precision, the
+    engine's), over every pair of consecutive present readings of every stream: NaN where a
+    column has no such pair. With ``skip_labelled`` a pair that touches a labelled row is left
+    out, as training leaves such rows out."""
+    same = np.zeros(len(columns))
+    pairs = np.zeros(len(columns))
+    for s in series:
+        with np.errstate(over="ignore"):  # beyond float32: inf, not a reading the engine keeps
+            x = s.select(list(columns)).astype(np.float32)
+        ok = np.isfinite(x)
+        if skip_labelled and s.labels is not None:
+            ok &= (s.labels == 0)[:, None]
+        both = ok[1:] & ok[:-1]
+        same += (both & (x[1:] == x[:-1])).sum(axis=0)
+        pairs += both.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, same / np.maximum(pairs, 1), np.nan)
 
 
 def distinct_counts(series: Sequence[Series], columns: Sequence[str]) -> dict[str, int]:

@@ -40,6 +40,10 @@ DAMAGED = {
         residual_std_scaled=[1.0]
     ),
     "feature_names_not_text": lambda p: p["features"].update(targets=[1, 2]),
+    "repeat_rate_wrong_length": lambda p: p["metrics"]["training"].update(repeat_rate=[0.1]),
+    "repeat_rate_not_a_rate": lambda p: p["metrics"]["training"].update(
+        repeat_rate=[2.0] * len(p["features"]["targets"])
+    ),
 }
 
 

@@ -565,3 +565,22 @@ def test_tail_counts_saturate_instead_of_wrapping() -> None:
     for e in np.random.default_rng(2).normal(0, 1, (50, 1)) * 10.0:  # many exceedances
         scorer.score(np.zeros(1, np.int64), e[None], e[None])
     assert 0 < scorer.slabs["tail_n"][0] <= np.iinfo(np.int32).max
+
+
+def test_repeats_start_from_the_training_datas_rate() -> None:
+    # A coarsely quantised channel repeats itself most of the time, here with a run of 30 at
+    # its start. Started at the reasoned prior (0.1), that run alarms before the stream has
+    # learnt its rate; started at the rate its training data showed, it is routine.
+    level = np.round(np.random.default_rng(12).normal(0, 0.3, (400, 1)), 0)
+    level[:30] = 0.0
+    rate = float(np.mean(level[1:] == level[:-1]))
+    assert rate > 0.8
+    errs = np.random.default_rng(9).normal(0, 1, level.shape)
+    cfg = ScorerConfig(**{**CFG.__dict__, "repeats": True})
+    slot, scores = np.zeros(1, np.int64), {}
+    for name, start in (("fixed", None), ("training", [rate])):
+        scorer = make_scorer(cfg, np.ones(1), 1, start)
+        out = [scorer.score(slot, e[None], x[None])[0][0] for e, x in zip(errs, level, strict=True)]
+        scores[name] = np.array(out)
+    assert np.any(scores["fixed"][:30] >= 0.5)
+    assert np.mean(scores["training"] >= 0.5) < 0.01

@@ -8,7 +8,7 @@ from detector.errors import ConfigError, DataError
 from detector.forecast_metrics import forecast_errors
 from detector.series import Series
 from detector.training import TrainConfig, _jittered, predict_windows, train
-from detector.trainset import distinct_counts, resolve_features
+from detector.trainset import distinct_counts, repeat_rates, resolve_features
 from tests.conftest import sine_fleet
 
 FAST = TrainConfig(
@@ -221,3 +221,23 @@ def test_forecasting_command_flags_alerts_on_routine_commands_and_reading_them_d
 
     assert alerts_on_commands(flags) >= 6  # most of the 10 unseen commands, and mode switches
     assert alerts_on_commands(default) == 0
+
+
+def test_repeat_rates_count_equal_neighbours_of_present_normal_readings() -> None:
+    ts = np.arange(8.0)
+    x = np.array([[1, 5], [1, 6], [1, np.nan], [2, 6], [2, 6], [3, 7], [3, 7 + 1e-12], [4, 8]])
+    a = Series("a", ts, x, ("u", "v"), np.array([0, 0, 0, 0, 0, 0, 0, 1]))
+    # u: pairs 0-1 to 5-6 (6-7 touches a labelled row), 4 of 6 equal.
+    # v: a missing reading makes no pair; 7 and 7 + 1e-12 are equal in float32: 2 of 4.
+    np.testing.assert_allclose(repeat_rates([a], ("u", "v")), [4 / 6, 0.5])
+    np.testing.assert_allclose(repeat_rates([a], ("u",), skip_labelled=False), [4 / 7])
+    # Pooled over streams; no pair at all is NaN.
+    b = Series("b", ts[:2], np.array([[9.0, np.nan], [9.0, 1.0]]), ("u", "v"), None)
+    np.testing.assert_allclose(repeat_rates([a, b], ("u",)), [5 / 7])
+    assert np.isnan(repeat_rates([b], ("v",))[0])
+
+
+def test_training_records_each_targets_repeat_rate(trained) -> None:
+    rates = trained.metrics["training"]["repeat_rate"]
+    assert len(rates) == len(trained.trainset.features.targets)
+    assert all(0.0 <= r < 0.05 for r in rates)  # sines in noise rarely repeat a reading
