@@ -315,7 +315,7 @@ _SUSTAINED_CLIP = 3.0  # a smoothed level updates its statistics as if at most 3
 # shift of ~3 reading sds or less (what this test is for) enters whole.
 _SUSTAINED_STEP = 1.0
 _SUSTAINED_WARMUP = 5  # memories (of `sustained` readings) before the test is evidence
-_REPEAT_PRIOR = 0.1  # the repeat rate a stream starts from: most readings differ from the last
+_REPEAT_PRIOR = 0.1  # the repeat rate a stream starts from when training's is not known
 # The relations test (GaussianScorer._relations). Set by reasoning, except the ridge:
 _RELATIONS_WARMUP = 100  # readings a stream's covariance learns from before it is evidence
 _RELATIONS_FLOOR = 1e-4  # variance added to every target: 1% of the training spread, in sd
@@ -430,12 +430,14 @@ class GaussianScorer(Scorer):
         A stuck sensor or a frozen frame repeats its last value exactly, and its forecast error
         can be as small as a good forecast's, so the error tests miss it. Per target, this keeps
         the rate ``q`` at which a reading equals the one before (an EWMA at the error
-        statistics' pace, from a prior of ``_REPEAT_PRIOR`` weighted ``prior`` readings) and
-        reads a run of ``r`` repeats as ``p = q ** r``, with ``q`` floored at ``1 / horizon``
-        (the rate's resolution), and saturated at ``p = 1e-9``. Quantised or count data repeats
-        often and learns a high ``q``; a continuous one learns a low one. A missing reading
-        neither extends nor breaks a run, and is no evidence. One C pass when
-        :mod:`detector.native` is built; the NumPy below is the reference.
+        statistics' pace, from the target's rate in the training data, else ``_REPEAT_PRIOR``,
+        weighted ``prior`` readings) and reads a run of ``r`` repeats as ``p = q ** r``, with
+        ``q`` floored at ``1 / horizon`` (the rate's resolution), and saturated at ``p =
+        1e-9``. Quantised or count data repeats often and has a high ``q``; a continuous one a
+        low one; a target constant in training has ``q = 1`` and its runs are no evidence.
+        Readings are compared in float32, the precision the windows keep; one beyond float32's
+        range, like a missing one, neither extends nor breaks a run, and is no evidence. One C
+        pass when :mod:`detector.native` is built; the NumPy below is the reference.
         """
         s, cfg = self.slabs, self.config
         slots = rows(slots)

@@ -167,8 +167,8 @@ void detector_gaussian(const double *restrict x, int64_t ld_x, double *restrict 
  * `sat`, and the repeat rate's EWMA at alpha[b]. Adds -2 ln p to z2 (the target's share of the
  * evidence) and writes each row's least log10 p to least[b]. The three slabs are float32
  * (capacity, dim), C order: readings are compared as float32, the precision the engine's
- * windows keep (one beyond its range is missing); a run is counted in floats so the loops vectorise, and the evidence is
- * computed in doubles. rows as in detector_gaussian. */
+ * windows keep (one beyond its range is missing); a run is counted in floats so the loops
+ * vectorise, and the evidence is computed in doubles. rows as in detector_gaussian. */
 void detector_repeats(const double *restrict x, int64_t ld_x, float *restrict last,
                       float *restrict run, float *restrict rate,
                       const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
