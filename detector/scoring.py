@@ -218,11 +218,14 @@ class Scorer(Slabs):
     ) -> None:
         self.config = config
         self.error_std = np.maximum(np.asarray(error_std, np.float64), 1e-6)  # (n_targets,)
-        # The repeats test's starting rate per target: the training data's (None or NaN: not
-        # known, so the reasoned prior).
-        rate = np.full(len(self.error_std), np.nan) if repeat_rate is None else repeat_rate
-        rate = np.array([np.nan if r is None else r for r in rate], np.float64)
-        self.repeat_rate = np.where(np.isfinite(rate), np.clip(rate, 0.0, 1.0), _REPEAT_PRIOR)
+        # The repeats test's starting rate per target: the training data's where it is known
+        # (None or NaN: not known, so the reasoned prior).
+        known = np.full(len(self.error_std), np.nan)
+        if repeat_rate is not None:
+            if len(repeat_rate) != len(known):
+                raise ValueError(f"need {len(known)} repeat rates, one per target")
+            known[:] = [np.nan if r is None else r for r in repeat_rate]
+        self.repeat_rate = np.where(np.isfinite(known), np.clip(known, 0.0, 1.0), _REPEAT_PRIOR)
         self.grow(capacity)
 
     def score(

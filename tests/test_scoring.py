@@ -584,3 +584,5 @@ def test_repeats_start_from_the_training_datas_rate() -> None:
         scores[name] = np.array(out)
     assert np.any(scores["fixed"][:30] >= 0.5)
     assert np.mean(scores["training"] >= 0.5) < 0.01
+    with pytest.raises(ValueError, match="repeat rates"):
+        make_scorer(cfg, np.ones(2), 1, [rate])
