@@ -36,7 +36,7 @@ def topics_for(broker) -> dict[str, str]:
     return names
 
 
-def worker_config(broker, model, topics, group: str, interval: float = 0.5):
+def worker_config(broker, model, topics, group: str, interval: float = 0.5, extra=()):
     return load_config(
         None,
         env={},
@@ -54,6 +54,7 @@ def worker_config(broker, model, topics, group: str, interval: float = 0.5):
             "model.device=cpu",
             f"worker.checkpoint_interval_s={interval}",
             "metrics.port=0",
+            *extra,
         ],
     )
 
