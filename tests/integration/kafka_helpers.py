@@ -36,7 +36,7 @@ def topics_for(broker) -> dict[str, str]:
     return names
 
 
-def worker_config(broker, model, topics, group: str, interval: float = 0.5, extra=()):
+def worker_config(broker, model, topics, group: str, interval: float = 0.5):
     return load_config(
         None,
         env={},
@@ -54,7 +54,6 @@ def worker_config(broker, model, topics, group: str, interval: float = 0.5, extr
             "model.device=cpu",
             f"worker.checkpoint_interval_s={interval}",
             "metrics.port=0",
-            *extra,
         ],
     )
 
