@@ -4,6 +4,11 @@ The state store keeps each input partition's engine snapshot in a state topic, s
 that takes a partition over after a rebalance or a crash resumes exactly where the state says,
 on any machine (Kafka Streams' changelog idea). A snapshot larger than one record is split
 into chunks; a generation id ties the chunks of one snapshot together.
+
+A write can be torn (the broker goes away after some chunks), so a partition's snapshots take
+turns between two sets of record keys (slots): compaction keeps the latest record per key, and
+a torn write into one slot then leaves the previous complete snapshot whole in the other. The
+reader takes the newest complete snapshot.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class PartitionState:
 
     data: bytes
     offset: int
+    slot: int = 0  # which of the partition's two sets of record keys holds it
 
 
 def _header(headers: list[tuple[str, bytes]], name: str) -> str:
@@ -81,13 +87,22 @@ class StateStore:
     ) -> None:
         self.producer, self.topic = producer, topic
         self.bootstrap, self.client_options = bootstrap, dict(client_options or {})
+        self._slot: dict[str, int] = {}  # partition key -> the slot last written or read
 
     def write(self, tp: TopicPartition, data: bytes, offset: int) -> list:
-        """Send one snapshot (compressed, chunked); returns the send futures to wait on."""
+        """Send one snapshot (compressed, chunked) into the slot the last one did not use;
+        returns the send futures to wait on.
+
+        Alternating is safe only because a failed write is always followed by a :meth:`read`
+        (the worker rewinds to its last checkpoint) before the partition's next write: the read
+        points the slot back at the complete snapshot, and the next write avoids it.
+        """
         blob = zlib.compress(data, 1)
         gen = uuid.uuid4().hex[:12]
         parts = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
         key = partition_key(tp)
+        slot = 1 - self._slot.get(key, 1)
+        self._slot[key] = slot
         futures = []
         for i, part in enumerate(parts):
             headers = [
@@ -98,7 +113,10 @@ class StateStore:
             ]
             futures.append(
                 self.producer.send(
-                    self.topic, key=f"{key}#{i}".encode(), value=part, headers=headers
+                    self.topic,
+                    key=f"{key}#{_SLOT_TAG[slot]}{i}".encode(),
+                    value=part,
+                    headers=headers,
                 )
             )
         return futures
@@ -109,59 +127,86 @@ class StateStore:
         """The latest complete snapshot of each partition in ``tps`` that has one."""
         wanted = {partition_key(tp) for tp in tps}
         records = read_to_end(self.bootstrap, self.topic, self.client_options, timeout_s)
-        return assemble(records, wanted)
+        states = assemble(records, wanted)
+        for key in wanted:  # the next write must spare the snapshot a restore would use
+            self._slot.pop(key, None)
+        self._slot.update({key: state.slot for key, state in states.items()})
+        return states
 
 
-def _chunk(record) -> tuple[str, str, int, int, int] | None:
-    """(partition key, generation, part, parts, offset) of a state record; None if malformed."""
+_SLOT_TAG = ("", "b")  # record key "<partition>#<tag><part>"; slot 0 is the original key format
+
+
+def _chunk(record) -> tuple[str, str, int, int, int, int] | None:
+    """(partition key, generation, part, parts, offset, slot) of a state record; None if
+    malformed."""
     try:
-        key = record.key.decode().rsplit("#", 1)[0]
+        key, suffix = record.key.decode().rsplit("#", 1)
         gen = _header(record.headers, "gen")
         part, parts = int(_header(record.headers, "part")), int(_header(record.headers, "parts"))
         offset = int(_header(record.headers, "offset"))
     except (AttributeError, TypeError, ValueError):  # no key, not UTF-8, header not a number
         return None
+    slot = 1 if suffix.startswith(_SLOT_TAG[1]) else 0
     if not gen or not 0 <= part < parts <= MAX_CHUNKS or offset < 0 or record.value is None:
         return None
-    return key, gen, part, parts, offset
+    return key, gen, part, parts, offset, slot
+
+
+@dataclass
+class _Generation:
+    parts: int
+    offset: int
+    slot: int
+    seen: int  # position of its last record in the read: the later of two at one offset wins
+    chunks: dict[int, bytes]
 
 
 def assemble(
     records: Iterable, wanted: set[str], max_bytes: int = MAX_STATE_BYTES
 ) -> dict[str, PartitionState]:
-    """The latest complete snapshot per partition key in ``wanted``, from state records in log
-    order. A malformed record is skipped; a snapshot that is incomplete or does not decompress is
-    ignored with a warning (that partition then starts from its committed offset)."""
-    chunks: dict[tuple[str, str], dict[int, bytes]] = {}
-    latest: dict[str, tuple[str, int, int]] = {}  # key -> (gen, parts, offset), by log order
-    for record in records:
+    """The newest complete snapshot per partition key in ``wanted``: the one covering the
+    highest input offset, the later in the read at equal offsets (a state topic of several
+    partitions has no single log order). A malformed record is skipped; a newer snapshot that
+    is incomplete (a torn write) or does not decompress is passed over with a warning for the
+    one before it; with none left, that partition starts from its committed offset."""
+    gens: dict[str, dict[str, _Generation]] = {}
+    for seen, record in enumerate(records):
         meta = _chunk(record)
         if meta is None:
             log.warning("state topic: malformed record skipped")
             continue
-        key, gen, part, parts, offset = meta
+        key, gen, part, parts, offset, slot = meta
         if key in wanted:
-            chunks.setdefault((key, gen), {})[part] = record.value
-            latest[key] = (gen, parts, offset)
+            g = gens.setdefault(key, {}).setdefault(gen, _Generation(parts, offset, slot, 0, {}))
+            g.chunks[part], g.seen = record.value, seen
     out = {}
-    for key, (gen, parts, offset) in latest.items():
-        got = chunks[(key, gen)]
-        if sorted(got) != list(range(parts)):
-            log.warning(
-                "state for %s: generation %s incomplete (%d/%d chunks); ignored",
-                key,
-                gen,
-                len(got),
-                parts,
-            )
-            continue
-        try:
-            data = _inflate(b"".join(got[i] for i in range(parts)), max_bytes)
-        except (zlib.error, ValueError) as exc:
-            log.warning("state for %s: generation %s unreadable (%s); ignored", key, gen, exc)
-            continue
-        out[key] = PartitionState(data, offset)
+    for key, by_gen in gens.items():
+        for gen, g in sorted(by_gen.items(), key=lambda kv: (kv[1].offset, kv[1].seen))[::-1]:
+            data = _whole(key, gen, g, max_bytes)
+            if data is not None:
+                out[key] = PartitionState(data, g.offset, g.slot)
+                break
     return out
+
+
+def _whole(key: str, gen: str, g: _Generation, max_bytes: int) -> bytes | None:
+    """A generation's snapshot, or None (with a warning) if it is incomplete or unreadable."""
+    if sorted(g.chunks) != list(range(g.parts)):
+        log.warning(
+            "state for %s: generation %s at offset %d incomplete (%d/%d chunks); passed over",
+            key,
+            gen,
+            g.offset,
+            len(g.chunks),
+            g.parts,
+        )
+        return None
+    try:
+        return _inflate(b"".join(g.chunks[i] for i in range(g.parts)), max_bytes)
+    except (zlib.error, ValueError) as exc:
+        log.warning("state for %s: generation %s unreadable (%s); passed over", key, gen, exc)
+        return None
 
 
 def _inflate(blob: bytes, max_bytes: int) -> bytes:

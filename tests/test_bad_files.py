@@ -17,7 +17,7 @@ from detector.checkpoint import save_checkpoint
 from detector.config import load_config
 from detector.engine import Engine, EngineConfig
 from detector.errors import DataError
-from detector.kafka_io import PartitionState, assemble
+from detector.kafka_io import PartitionState, StateStore, assemble
 from detector.training import TrainConfig, train
 from tests.conftest import sine_fleet
 
@@ -177,6 +177,63 @@ def test_assemble_takes_the_latest_complete_generation() -> None:
     records = _chunks("t/0", b"old state", "g1", 5) + _chunks("t/0", b"new state", "g2", 9)
     records += _chunks("t/1", b"other partition")
     assert assemble(records, {"t/0"}) == {"t/0": PartitionState(b"new state", 9)}
+
+
+def test_assemble_passes_over_a_torn_snapshot_for_the_complete_one_before(caplog) -> None:
+    torn = _chunks("t/0", b"the newest state, torn in flight", "g2", 9)[:-1]
+    records = _chunks("t/0", b"old state", "g1", 5) + torn
+    with caplog.at_level(logging.WARNING):
+        assert assemble(records, {"t/0"}) == {"t/0": PartitionState(b"old state", 5)}
+    assert "g2 at offset 9 incomplete" in caplog.text and "passed over" in caplog.text
+
+
+def test_assemble_takes_the_highest_offset_whatever_the_read_order() -> None:
+    # A state topic of several partitions is read partition by partition, not in write order.
+    records = _chunks("t/0", b"new state", "g2", 9) + _chunks("t/0", b"old state", "g1", 5)
+    assert assemble(records, {"t/0"}) == {"t/0": PartitionState(b"new state", 9)}
+
+
+class _Sent:
+    """What a producer was asked to send, in order (the record fields the reader uses)."""
+
+    def __init__(self) -> None:
+        self.records: list[Rec] = []
+
+    def send(self, topic, key, value, headers):
+        self.records.append(Rec(key, value, headers))
+
+
+def _compact(records: list[Rec]) -> list[Rec]:
+    """What log compaction keeps: the last record of each key."""
+    last = {r.key: i for i, r in enumerate(records)}
+    return [r for i, r in enumerate(records) if last[r.key] == i]
+
+
+def test_a_torn_write_never_costs_the_previous_snapshot_after_compaction(monkeypatch) -> None:
+    from kafka import TopicPartition
+
+    import detector.kafka_io as kafka_io
+
+    monkeypatch.setattr(kafka_io, "CHUNK_BYTES", 64)  # several chunks per snapshot
+    sent = _Sent()
+    store = StateStore(sent, "state", "unused:9092")
+    tp = TopicPartition("t", 0)
+    first, second = np.random.default_rng(0).bytes(300), np.random.default_rng(1).bytes(300)
+    store.write(tp, first, 5)
+    n_first = len(sent.records)
+    store.write(tp, second, 9)
+    torn = sent.records[: n_first + 2]  # the broker went away after two chunks of the second
+    assert n_first > 2 and len(sent.records) > n_first + 2
+    assert assemble(_compact(torn), {"t/0"}) == {"t/0": PartitionState(first, 5, 0)}
+    assert assemble(_compact(sent.records), {"t/0"}) == {"t/0": PartitionState(second, 9, 1)}
+
+    # After a restore from slot 0, the next write must go to slot 1 (sparing slot 0), even
+    # though the torn write had used slot 1 last.
+    monkeypatch.setattr(kafka_io, "read_to_end", lambda *a, **k: _compact(torn))
+    assert store.read([tp])["t/0"].offset == 5
+    del sent.records[:]
+    store.write(tp, second, 9)
+    assert all(r.key.startswith(b"t/0#b") for r in sent.records)
 
 
 def test_assemble_skips_malformed_records_and_unreadable_snapshots(caplog) -> None:

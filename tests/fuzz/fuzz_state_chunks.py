@@ -33,7 +33,7 @@ def _text(fdp: atheris.FuzzedDataProvider, choices: tuple[bytes, ...]) -> bytes:
 
 def _record(fdp: atheris.FuzzedDataProvider) -> Record:
     key = (
-        _text(fdp, (b"t/0#0", b"t/0#1", b"t/1#0", b"x/9#0"))
+        _text(fdp, (b"t/0#0", b"t/0#1", b"t/0#b0", b"t/1#0", b"t/1#b1", b"x/9#0"))
         if fdp.ConsumeIntInRange(0, 7)
         else None
     )
