@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -29,6 +29,7 @@ __all__ = [
     "StateStore",
     "assemble",
     "ensure_topics",
+    "iter_to_end",
     "partition_key",
     "read_to_end",
 ]
@@ -126,7 +127,7 @@ class StateStore:
     ) -> dict[str, PartitionState]:
         """The latest complete snapshot of each partition in ``tps`` that has one."""
         wanted = {partition_key(tp) for tp in tps}
-        records = read_to_end(self.bootstrap, self.topic, self.client_options, timeout_s)
+        records = iter_to_end(self.bootstrap, self.topic, self.client_options, timeout_s)
         states = assemble(records, wanted)
         for key in wanted:  # the next write must spare the snapshot a restore would use
             self._slot.pop(key, None)
@@ -153,13 +154,23 @@ def _chunk(record) -> tuple[str, str, int, int, int, int] | None:
     return key, gen, part, parts, offset, slot
 
 
+_KEEP = 2  # complete snapshots kept per partition while reading: the newest, and one spare
+
+
 @dataclass
 class _Generation:
+    gen: str
     parts: int
     offset: int
     slot: int
     seen: int  # position of its last record in the read: the later of two at one offset wins
     chunks: dict[int, bytes]
+
+    def rank(self) -> tuple[int, int]:
+        return self.offset, self.seen
+
+    def complete(self) -> bool:
+        return sorted(self.chunks) == list(range(self.parts))
 
 
 def assemble(
@@ -169,44 +180,59 @@ def assemble(
     highest input offset, the later in the read at equal offsets (a state topic of several
     partitions has no single log order). A malformed record is skipped; a newer snapshot that
     is incomplete (a torn write) or does not decompress is passed over with a warning for the
-    one before it; with none left, that partition starts from its committed offset."""
-    gens: dict[str, dict[str, _Generation]] = {}
+    one before it; with none left, that partition starts from its committed offset.
+
+    Memory stays bounded on a topic compaction has not cleaned yet (every checkpoint since the
+    last clean-up): per partition it holds the two best complete snapshots, compressed, and the
+    chunks of snapshots still incomplete that could beat them. ``records`` may be a generator.
+    """
+    pending: dict[tuple[str, str], _Generation] = {}
+    done: dict[str, list[_Generation]] = {}  # best first, at most _KEEP
+    finished: set[tuple[str, str]] = set()  # generations completed (kept or already beaten)
     for seen, record in enumerate(records):
         meta = _chunk(record)
         if meta is None:
             log.warning("state topic: malformed record skipped")
             continue
         key, gen, part, parts, offset, slot = meta
-        if key in wanted:
-            g = gens.setdefault(key, {}).setdefault(gen, _Generation(parts, offset, slot, 0, {}))
-            g.chunks[part], g.seen = record.value, seen
+        if key not in wanted or (key, gen) in finished:
+            continue
+        g = pending.setdefault((key, gen), _Generation(gen, parts, offset, slot, seen, {}))
+        g.chunks[part], g.seen = record.value, seen
+        if g.complete():
+            del pending[(key, gen)]
+            finished.add((key, gen))
+            done[key] = sorted([*done.get(key, []), g], key=_Generation.rank, reverse=True)
+            done[key] = done[key][:_KEEP]
+            if len(done[key]) == _KEEP:  # what cannot beat the spare will never be used
+                floor = done[key][-1].rank()
+                for k in [k for k, p in pending.items() if k[0] == key and p.rank() < floor]:
+                    del pending[k]
     out = {}
-    for key, by_gen in gens.items():
-        for gen, g in sorted(by_gen.items(), key=lambda kv: (kv[1].offset, kv[1].seen))[::-1]:
-            data = _whole(key, gen, g, max_bytes)
-            if data is not None:
-                out[key] = PartitionState(data, g.offset, g.slot)
-                break
+    for key in wanted:
+        best = done.get(key, [])
+        for (k, _), g in pending.items():
+            if k == key and (not best or g.rank() > best[0].rank()):
+                log.warning(
+                    "state for %s: generation %s at offset %d incomplete (%d/%d chunks); "
+                    "passed over",
+                    key,
+                    g.gen,
+                    g.offset,
+                    len(g.chunks),
+                    g.parts,
+                )
+        for g in best:
+            try:
+                data = _inflate(b"".join(g.chunks[i] for i in range(g.parts)), max_bytes)
+            except (zlib.error, ValueError) as exc:
+                log.warning(
+                    "state for %s: generation %s unreadable (%s); passed over", key, g.gen, exc
+                )
+                continue
+            out[key] = PartitionState(data, g.offset, g.slot)
+            break
     return out
-
-
-def _whole(key: str, gen: str, g: _Generation, max_bytes: int) -> bytes | None:
-    """A generation's snapshot, or None (with a warning) if it is incomplete or unreadable."""
-    if sorted(g.chunks) != list(range(g.parts)):
-        log.warning(
-            "state for %s: generation %s at offset %d incomplete (%d/%d chunks); passed over",
-            key,
-            gen,
-            g.offset,
-            len(g.chunks),
-            g.parts,
-        )
-        return None
-    try:
-        return _inflate(b"".join(g.chunks[i] for i in range(g.parts)), max_bytes)
-    except (zlib.error, ValueError) as exc:
-        log.warning("state for %s: generation %s unreadable (%s); passed over", key, gen, exc)
-        return None
 
 
 def _inflate(blob: bytes, max_bytes: int) -> bytes:
@@ -226,25 +252,33 @@ def read_to_end(
     The end is each partition's highwater, known once a fetch has answered (``end_offsets`` is
     wrong on Tansu); raises ``TimeoutError`` if the end is not reached in ``timeout_s``.
     """
+    return list(iter_to_end(bootstrap, topic, client_options, timeout_s))
+
+
+def iter_to_end(
+    bootstrap: str, topic: str, client_options: Mapping | None = None, timeout_s: float = 30.0
+) -> Iterator:
+    """:func:`read_to_end`, one poll's records at a time: a large state topic need not sit in
+    memory whole."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **dict(client_options or {})
     )
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        records, deadline = [], time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
+                yield from batch
             ends = [consumer.highwater(tp) for tp in tps]
             if all(
                 h is not None and consumer.position(tp) >= h
                 for tp, h in zip(tps, ends, strict=True)
             ):
-                return records
+                return
         raise TimeoutError(f"topic {topic!r} not read to its end in {timeout_s:g} s")
     finally:
         consumer.close()

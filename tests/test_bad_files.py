@@ -193,6 +193,35 @@ def test_assemble_takes_the_highest_offset_whatever_the_read_order() -> None:
     assert assemble(records, {"t/0"}) == {"t/0": PartitionState(b"new state", 9)}
 
 
+def test_assemble_falls_back_to_the_spare_when_the_newest_does_not_inflate(caplog) -> None:
+    bad = _chunks("t/0", b"newest", "g3", 11)
+    bad[0].value = b"not zlib at all"
+    records = _chunks("t/0", b"oldest", "g1", 5) + _chunks("t/0", b"spare", "g2", 9) + bad
+    with caplog.at_level(logging.WARNING):
+        assert assemble(records, {"t/0"}) == {"t/0": PartitionState(b"spare", 9)}
+    assert "g3 unreadable" in caplog.text
+
+
+def test_assemble_holds_two_snapshots_however_many_the_topic_has() -> None:
+    import tracemalloc
+
+    size, gens = 100_000, 200
+
+    def records():  # every checkpoint since the last compaction, made one at a time
+        for g in range(gens):
+            data = np.random.default_rng(g).bytes(size)  # random: zlib cannot shrink it
+            yield from _chunks("t/0", data, f"g{g}", offset=g, size=size // 4)
+
+    tracemalloc.start()
+    try:
+        got = assemble(records(), {"t/0"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got["t/0"] == PartitionState(np.random.default_rng(gens - 1).bytes(size), gens - 1)
+    assert peak < 10 * size, peak  # holding them all would take gens * size
+
+
 class _Sent:
     """What a producer was asked to send, in order (the record fields the reader uses)."""
 
@@ -229,7 +258,7 @@ def test_a_torn_write_never_costs_the_previous_snapshot_after_compaction(monkeyp
 
     # After a restore from slot 0, the next write must go to slot 1 (sparing slot 0), even
     # though the torn write had used slot 1 last.
-    monkeypatch.setattr(kafka_io, "read_to_end", lambda *a, **k: _compact(torn))
+    monkeypatch.setattr(kafka_io, "iter_to_end", lambda *a, **k: iter(_compact(torn)))
     assert store.read([tp])["t/0"].offset == 5
     del sent.records[:]
     store.write(tp, second, 9)
