@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from detector.codec import encode_json
 from tests.integration.kafka_helpers import (
@@ -115,8 +116,6 @@ def test_restart_resumes_from_committed_offsets(broker, model, sim) -> None:
 
 def _rewind_group(broker, group: str, topic: str) -> None:
     """Commit offset 0 for ``group`` on every partition (the group must be empty)."""
-    from kafka.structs import OffsetAndMetadata
-
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
