@@ -136,11 +136,10 @@ def test_state_ahead_of_the_group_offset_wins(broker, model, sim) -> None:
         wait_for(lambda: handled(first) >= half)
     _rewind_group(broker, "behind", topics["readings"])
     rest = produce(broker, topics["readings"], sim, slice(250, None))
-    second = Running(config)
-    with second as w:
-        wait_for(lambda: handled(w) >= rest)
+    with Running(config) as second:
+        wait_for(lambda: handled(second) >= rest)
         time.sleep(1.0)  # anything read twice would be counted by now
-    assert handled(w) == rest  # the state's offset won: nothing scored twice
+    assert handled(second) == rest  # the state's offset won: nothing scored twice
     assert _alert_ids(read_all(broker, topics["alerts"])) == reference
     assert _committed(broker, "behind", topics["readings"]) == half + rest
 
