@@ -208,20 +208,18 @@ def assemble(
                 floor = done[key][-1].rank()
                 for k in [k for k, p in pending.items() if k[0] == key and p.rank() < floor]:
                     del pending[k]
+    for (key, _), g in pending.items():  # torn writes newer than what will be restored
+        if not done.get(key) or g.rank() > done[key][0].rank():
+            log.warning(
+                "state for %s: generation %s at offset %d incomplete (%d/%d chunks); passed over",
+                key,
+                g.gen,
+                g.offset,
+                len(g.chunks),
+                g.parts,
+            )
     out = {}
-    for key in wanted:
-        best = done.get(key, [])
-        for (k, _), g in pending.items():
-            if k == key and (not best or g.rank() > best[0].rank()):
-                log.warning(
-                    "state for %s: generation %s at offset %d incomplete (%d/%d chunks); "
-                    "passed over",
-                    key,
-                    g.gen,
-                    g.offset,
-                    len(g.chunks),
-                    g.parts,
-                )
+    for key, best in done.items():
         for g in best:
             try:
                 data = _inflate(b"".join(g.chunks[i] for i in range(g.parts)), max_bytes)
