@@ -69,6 +69,8 @@ class AlertConfig:
             raise ValueError(f"need onset_step >= 1, got {self.onset_step}")
         if max(self.min_duration, self.clear_duration, self.cooldown) > _RUN_MAX:
             raise ValueError(f"min_duration, clear_duration and cooldown must be <= {_RUN_MAX}")
+        if self.quiet >= _RUN_MAX:  # the readings since an onset saturate there
+            raise ValueError(f"quiet must be < {_RUN_MAX}, got {self.quiet}")
 
 
 @dataclass
@@ -123,7 +125,8 @@ class AlertTracker(Slabs):
             "alert_top": np.full((n, self.config.top_k), -1, np.int32),
             "last_score": np.zeros(n),  # the latest score, for the top-K streams gauge
             "onset_peak": np.zeros(n),  # the highest onset reported in the last `quiet` readings
-            "onset_age": np.full(n, np.iinfo(np.int64).max // 2),  # readings since that onset
+            # readings since that onset, saturated: only compared with `quiet` (< _RUN_MAX)
+            "onset_age": np.full(n, _RUN_MAX, np.int32),
             "onset": np.zeros(n),  # the latest reading's onset score
         }
 
@@ -185,7 +188,7 @@ class AlertTracker(Slabs):
         # An episode lasts `quiet` readings after its last onset (and, with hold_while_open,
         # while its alert is open).
         hold = was_active & self.config.hold_while_open
-        age = np.where(hold, 0, s["onset_age"][slots] + 1)
+        age = np.where(hold, 0, np.minimum(s["onset_age"][slots], _RUN_MAX - 1) + 1)
         live = (age <= self.config.quiet) & (self.config.quiet > 0)
         peak = s["onset_peak"][slots]
         # Inside an episode only a clearly stronger reading is news: a slow drift's every new

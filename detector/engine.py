@@ -116,6 +116,18 @@ def _waves(slots: np.ndarray) -> list[np.ndarray | slice]:
     return [order[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
+def _saturated(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` for a slab of ``dtype``: integers beyond its range saturate at its ends.
+
+    Slabs have narrowed between versions (int64 counters to int32); a plain assignment would
+    wrap an old snapshot's large count around to a negative one.
+    """
+    if dtype.kind not in "iu" or values.dtype.kind not in "iu":
+        return values
+    info = np.iinfo(dtype)
+    return np.clip(values, info.min, info.max)
+
+
 class Engine:
     """Scores readings of many streams with one model; see the module docstring."""
 
@@ -289,8 +301,8 @@ class Engine:
                         "other scorer or version?"
                     )
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
-            for k in owner.slabs:
-                owner.slabs[k][slots] = extra[prefix + k]
+            for k, slab in owner.slabs.items():
+                slab[slots] = _saturated(extra[prefix + k], slab.dtype)
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
 

@@ -147,3 +147,22 @@ def test_run_counters_saturate_instead_of_wrapping() -> None:
 def test_durations_beyond_the_counters_are_refused() -> None:
     with pytest.raises(ValueError, match="cooldown"):
         AlertConfig(cooldown=2**31)
+    with pytest.raises(ValueError, match="quiet"):
+        AlertConfig(quiet=2**30)
+
+
+def test_onset_age_saturates_and_the_episode_still_ends() -> None:
+    # int32 (memory per stream): a stream quiet for longer than the counter holds must stay
+    # out of any episode, not wrap negative and fall back into one.
+    tracker = AlertTracker(AlertConfig(quiet=3, onset_step=2.0), ("a",), capacity=1)
+    assert tracker.slabs["onset_age"].dtype == np.int32
+    slot, one = np.array([0]), np.array([[1.0]])
+    tracker.update(slot, ["pump"], np.array([0.0]), np.array([0.6]), one)
+    assert tracker.slabs["onset"][0] == 0.6
+    tracker.slabs["onset_age"][0] = np.iinfo(np.int32).max
+    tracker.update(slot, ["pump"], np.array([1.0]), np.array([0.5]), one)
+    # out of the episode: a weaker reading is a new onset, and the age saturated, not wrapped
+    assert tracker.slabs["onset"][0] == 0.5 and tracker.slabs["onset_age"][0] == 0
+    tracker.slabs["onset_age"][0] = np.iinfo(np.int32).max
+    tracker.update(slot, ["pump"], np.array([2.0]), np.array([0.0]), one)
+    assert 3 < tracker.slabs["onset_age"][0] <= np.iinfo(np.int32).max
