@@ -100,7 +100,7 @@ class EmbeddedBroker:
         )
         try:
             _wait_for_port(self.host, self.port, self.proc, self.start_timeout)
-        except BrokerError:
+        except BaseException:  # Ctrl-C while it starts included: never left behind
             self.stop()
             raise
         return self

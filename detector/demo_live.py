@@ -13,6 +13,7 @@ import argparse
 import json
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,6 +167,17 @@ def _summary(produced: Produced, alerts: list[dict], interval: float) -> dict:
 
 def _plot(produced: Produced, alerts: list[dict], path: Path, n: int = 4) -> None:
     streams = sorted(produced.ts, key=lambda s: -sum(produced.label[s]))[:n]
+    if not streams:  # stopped before the simulator sent anything: say so, in the same place
+        fig = Figure(figsize=(6, 1.2))
+        fig.text(
+            0.5,
+            0.5,
+            "no readings: the demo stopped before the simulator sent any",
+            ha="center",
+            va="center",
+        )
+        fig.savefig(path, dpi=100)
+        return
     fig = Figure(figsize=(11, 2.4 * len(streams) + 0.5), layout="constrained")
     axes = fig.subplots(len(streams), 1, squeeze=False)[:, 0]
     for ax, s in zip(axes, streams, strict=True):
@@ -202,65 +214,83 @@ def _config(args, bootstrap: str, model: Path, topics: dict[str, str]):
     )
 
 
+def _watch(worker: Worker, producer: threading.Thread, produced: Produced, links, console):
+    """The live view until the simulator is done and the worker has caught up (or 15 s)."""
+    started = time.monotonic()
+    with Live(
+        _view(worker, produced, started, links),
+        console=console,
+        refresh_per_second=2,
+        transient=False,
+    ) as live:
+        while producer.is_alive():
+            live.update(_view(worker, produced, started, links))
+            time.sleep(0.5)
+        drain = time.monotonic() + 15  # let the worker catch up with the last readings
+        while (
+            int(worker.metrics.value("detector_readings_consumed_total")) < produced.count
+            and time.monotonic() < drain
+        ):
+            live.update(_view(worker, produced, started, links))
+            time.sleep(0.5)
+
+
+def _stop_worker(worker: Worker, consumer: threading.Thread) -> None:
+    """Stop the worker: its loop checkpoints and leaves the group; one that never ran just
+    leaves."""
+    if consumer.ident is None:
+        worker.close(checkpoint=False)
+        return
+    worker.stop()
+    consumer.join(30)
+
+
+def _live(args, bootstrap: str, model: Path, topics, produced, workers: list, cleanup, console):
+    """Start the worker (appended to ``workers``), its endpoints, local monitoring and the
+    simulator, each registered on the ``cleanup`` stack as soon as it runs; then watch them."""
+    ensure_topics(bootstrap, {topics[k]: p for k, p in TOPICS.items()}, compacted=[topics["state"]])
+    registry = CollectorRegistry()
+    worker = Worker(_config(args, bootstrap, model, topics), registry)
+    workers.append(worker)
+    server = serve(registry, "127.0.0.1", 0, ready=worker.readiness)
+    cleanup.callback(server.shutdown)
+    monitoring = cleanup.enter_context(LocalMonitoring(server.server_port))
+    links = {"metrics": f"http://127.0.0.1:{server.server_port}/metrics", **monitoring.urls}
+    consumer = threading.Thread(target=worker.run, daemon=True)
+    cleanup.callback(_stop_worker, worker, consumer)
+    worker.start()
+    consumer.start()
+    stop = threading.Event()
+    producer = threading.Thread(
+        target=_produce, daemon=True, args=(args, bootstrap, topics["readings"], produced, stop)
+    )
+    cleanup.callback(producer.join, 10)
+    cleanup.callback(stop.set)
+    producer.start()
+    _watch(worker, producer, produced, links, console)
+    return worker
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = _train(args, out, console)
     topics = {k: f"demo.{k}" for k in TOPICS}
-    stop = threading.Event()
-    produced = Produced()
+    produced, workers = Produced(), []
+    # Ctrl-C at any point after the broker starts (setting up included) stops what has started,
+    # in reverse order, and still reports; the broker stops last, whatever happens.
     with EmbeddedBroker() as broker:
-        ensure_topics(
-            broker.bootstrap, {topics[k]: p for k, p in TOPICS.items()}, compacted=[topics["state"]]
-        )
-        registry = CollectorRegistry()
-        worker = Worker(_config(args, broker.bootstrap, model, topics), registry)
-        server = serve(registry, "127.0.0.1", 0, ready=worker.readiness)
-        monitoring = LocalMonitoring(server.server_port).__enter__()  # left in `finally`
-        links = {"metrics": f"http://127.0.0.1:{server.server_port}/metrics", **monitoring.urls}
-        worker.start()
-        threads = [
-            threading.Thread(target=worker.run, daemon=True),
-            threading.Thread(
-                target=_produce,
-                daemon=True,
-                args=(args, broker.bootstrap, topics["readings"], produced, stop),
-            ),
-        ]
-        started = time.monotonic()
-        for t in threads:
-            t.start()
-        try:
-            with Live(
-                _view(worker, produced, started, links),
-                console=console,
-                refresh_per_second=2,
-                transient=False,
-            ) as live:
-                while threads[1].is_alive():
-                    live.update(_view(worker, produced, started, links))
-                    time.sleep(0.5)
-                drain = time.monotonic() + 15  # let the worker catch up with the last readings
-                while (
-                    int(worker.metrics.value("detector_readings_consumed_total")) < produced.count
-                    and time.monotonic() < drain
-                ):
-                    live.update(_view(worker, produced, started, links))
-                    time.sleep(0.5)
-        except KeyboardInterrupt:
-            console.print("interrupted: stopping the simulator, the worker and the broker")
-        finally:
-            stop.set()
-            threads[1].join(10)
-            worker.stop()
-            threads[0].join(30)
-            server.shutdown()
-            monitoring.__exit__(None, None, None)
+        with ExitStack() as cleanup:
+            try:
+                _live(args, broker.bootstrap, model, topics, produced, workers, cleanup, console)
+            except KeyboardInterrupt:
+                console.print("interrupted: stopping the simulator, the worker and the broker")
         console.print()
         alerts = _alerts(broker.bootstrap, topics["alerts"])
     summary = _summary(produced, alerts, 60.0 if args.kind == "sensors" else 1.0)
-    summary["readings_scored"] = int(worker.metrics.value("detector_readings_scored_total"))
+    scored = sum(w.metrics.value("detector_readings_scored_total") for w in workers)
+    summary["readings_scored"] = int(scored)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot(produced, alerts, out / "report.png")
     p, r = summary["precision"], summary["recall"]

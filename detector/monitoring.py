@@ -52,6 +52,14 @@ class LocalMonitoring:
     def __enter__(self) -> LocalMonitoring:
         if not self.available():
             return self
+        try:
+            self._start_all()
+        except BaseException:  # Ctrl-C while they start included: none left behind
+            self.__exit__()
+            raise
+        return self
+
+    def _start_all(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="detector-monitoring-")
         tmp = Path(self.tmp.name)
         am_port, prom_port = free_port(), free_port()
@@ -97,7 +105,6 @@ class LocalMonitoring:
             prom_port,
             "prometheus",
         )
-        return self
 
     def _start(self, argv: list[str], port: int, name: str) -> None:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -63,3 +63,35 @@ def test_ctrl_c_stops_demo_and_its_broker(tmp_path) -> None:
     assert "interrupted" in out and "readings" in out
     assert not any(_alive(pid) for pid in broker)
     assert (tmp_path / "report.png").is_file() and (tmp_path / "summary.json").is_file()
+
+
+def test_ctrl_c_while_the_demo_sets_up_stops_what_had_started(tmp_path, monkeypatch) -> None:
+    """Ctrl-C after the broker is up but before any reading flows (topics made, worker not yet
+    running): the demo still stops cleanly, reports, and leaves no broker or monitoring."""
+    from detector import demo_live
+    from detector.cli import main
+
+    brokers, monitors = [], []
+
+    class Recorded(demo_live.EmbeddedBroker):
+        def start(self):
+            brokers.append(self)
+            return super().start()
+
+    class Watched(demo_live.LocalMonitoring):
+        def __enter__(self):
+            monitors.append(self)
+            return super().__enter__()
+
+    class Interrupted(demo_live.Worker):
+        def start(self):
+            raise KeyboardInterrupt  # Ctrl-C lands as the worker joins its group
+
+    monkeypatch.setattr(demo_live, "EmbeddedBroker", Recorded)
+    monkeypatch.setattr(demo_live, "LocalMonitoring", Watched)
+    monkeypatch.setattr(demo_live, "Worker", Interrupted)
+    argv = ["demo", "--streams", "2", "--epochs", "1", "--duration", "30", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert brokers and brokers[0].proc.poll() is not None  # the broker stopped
+    assert all(p.poll() is not None for m in monitors for p in m.procs)  # monitoring stopped
+    assert (tmp_path / "report.png").is_file() and (tmp_path / "summary.json").is_file()

@@ -32,6 +32,39 @@ def test_round_trip_through_a_real_broker() -> None:
     assert broker.proc.poll() is not None  # stopped, nothing left behind
 
 
+def test_ctrl_c_while_the_broker_starts_leaves_no_broker(monkeypatch) -> None:
+    from detector import broker as broker_module
+
+    def interrupted(host, port, proc, timeout):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(broker_module, "_wait_for_port", interrupted)
+    broker = EmbeddedBroker()
+    with pytest.raises(KeyboardInterrupt):
+        broker.start()
+    assert broker.proc is not None and broker.proc.poll() is not None
+
+
+def test_ctrl_c_while_monitoring_starts_leaves_nothing_running(monkeypatch) -> None:
+    from detector import monitoring
+
+    if not monitoring.LocalMonitoring.available():
+        pytest.skip("Prometheus and Alertmanager are not installed (.ci/run installs them)")
+    calls, real = [], monitoring._wait_ready
+
+    def second_interrupted(port, proc):  # Alertmanager starts, Prometheus is interrupted
+        calls.append(proc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(port, proc)
+
+    monkeypatch.setattr(monitoring, "_wait_ready", second_interrupted)
+    mon = monitoring.LocalMonitoring(metrics_port=1)
+    with pytest.raises(KeyboardInterrupt):
+        mon.__enter__()
+    assert len(mon.procs) == 2 and all(p.poll() is not None for p in mon.procs)
+
+
 def test_produce_command_publishes_simulated_readings(broker) -> None:
     from detector.cli import main
     from tests.integration.kafka_helpers import read_all, topics_for
