@@ -4,7 +4,7 @@ A checkpoint is a ``torch.save`` of plain types and tensors only::
 
     {"format": "detector-checkpoint", "format_version": 1,
      "model_args": {...}, "state_dict": {...},
-     "features": {"targets": [...], "covariates": [...]},
+     "features": {"targets": [...], "covariates": [...], "calendar": [...]},
      "scaling": {"mode": "per_stream", "streams": {name: scaler}, "default": scaler},
      "train_config": {...}, "metrics": {...}, "detector_version": "...", "torch_version": "..."}
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from detector import __version__
+from detector.calendar import PERIODS
 from detector.errors import CheckpointError
 from detector.model import LSTMForecaster, ModelArgs
 from detector.scaling import Scaler
@@ -47,9 +48,13 @@ class Checkpoint:
     train_config: dict[str, object]
     metrics: dict[str, object]
     meta: dict[str, object]
+    # Calendar periods whose phases the model reads after ``inputs``, computed from each
+    # reading's event time (detector.calendar); not columns of the data.
+    calendar: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> tuple[str, ...]:
+        """The data columns the model reads, in order (the calendar phases follow them)."""
         return self.targets + self.covariates
 
     def scaler_for(self, stream: str) -> Scaler:
@@ -66,7 +71,11 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
         "format_version": FORMAT_VERSION,
         "model_args": ckpt.model.args.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()},
-        "features": {"targets": list(ckpt.targets), "covariates": list(ckpt.covariates)},
+        "features": {
+            "targets": list(ckpt.targets),
+            "covariates": list(ckpt.covariates),
+            "calendar": list(ckpt.calendar),
+        },
         "scaling": {
             "mode": ckpt.scaling_mode,
             "streams": {name: s.to_state() for name, s in ckpt.stream_scalers.items()},
@@ -156,14 +165,24 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         default = Scaler.from_state(scaling["default"])
         targets = tuple(payload["features"]["targets"])
         covariates = tuple(payload["features"]["covariates"])
+        calendar = tuple(payload["features"].get("calendar", ()))  # none before calendars
+        if not all(isinstance(p, str) and p in PERIODS for p in calendar):
+            raise ValueError(f"calendar periods must be among {sorted(PERIODS)}")
+        if len(set(calendar)) != len(calendar):
+            raise ValueError("calendar periods must be distinct")
         _check_plain(payload, scaling, targets + covariates, args.n_targets)
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: incompatible checkpoint: {reason}") from None
-    if len(targets) != args.n_targets or len(targets) + len(covariates) != args.n_inputs:
+    n_calendar = 2 * len(calendar)
+    if (
+        len(targets) != args.n_targets
+        or len(targets) + len(covariates) + n_calendar != args.n_inputs
+    ):
         raise CheckpointError(
             f"{path}: incompatible checkpoint: {len(targets)} targets + {len(covariates)} "
-            f"covariates do not match the model's {args.n_targets}/{args.n_inputs}"
+            f"covariates + {n_calendar} calendar phases do not match the model's "
+            f"{args.n_targets}/{args.n_inputs}"
         )
     if any(s.offset.shape != (args.n_inputs,) for s in (default, *streams.values())):
         raise CheckpointError(f"{path}: incompatible checkpoint: scaler width != {args.n_inputs}")
@@ -179,4 +198,5 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         payload["train_config"],
         payload["metrics"],
         meta,
+        calendar,
     )

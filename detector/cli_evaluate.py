@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-files", type=int, help="evaluate only the first N files (a quick look)")
     p.add_argument("--epochs", type=int, default=EvalSpec.train.epochs, help="max training epochs")
     p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument(
+        "--calendar",
+        default=EvalSpec.train.calendar,
+        help="time-of-day / day-of-week phases as model inputs: auto, off, or day,week",
+    )
     p.add_argument("--report", help="directory for report.json and plots (default eval-<name>/)")
     engine_args(p)
     p.set_defaults(func=run)
@@ -61,6 +66,7 @@ def _spec(args: argparse.Namespace) -> EvalSpec:
         device=args.device,
         targets=args.targets,
         covariates=args.covariates,
+        calendar=args.calendar,
     )
     return EvalSpec(train=train, engine=engine_config(args))
 

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         "model_args": ckpt.model.args.to_dict(),
         "targets": list(ckpt.targets),
         "covariates": list(ckpt.covariates),
+        "calendar": list(ckpt.calendar),
         "scaling": {
             "mode": ckpt.scaling_mode,
             "kind": ckpt.default_scaler.kind,

@@ -36,6 +36,8 @@ _HELP = {
     "lr": "Adam learning rate",
     "grad_clip": "maximum gradient norm",
     "level_jitter": "random level shift of each training window's targets, scaled units (0 = off)",
+    "calendar": "time-of-day / day-of-week phases as inputs: auto (each period the training "
+    "split spans 3+ times), off, or day,week",
     "seed": "random seed (weights, dropout, shuffling)",
     "device": "torch device",
 }
@@ -137,6 +139,8 @@ def report(result: TrainResult, console: Console) -> None:
     tr = result.metrics["training"]
     why = "early stopping" if tr["stopped_early"] else "epoch limit"
     console.print(f"{tr['epochs_run']} epochs ({why}); best epoch {tr['best_epoch']} restored.")
+    if result.calendar:
+        console.print(f"calendar phases read as inputs: {', '.join(result.calendar)}.")
     note = indicator_note(result.metrics)
     if note:
         console.print(note)

@@ -36,6 +36,7 @@ import torch
 
 from detector import native
 from detector.alerts import AlertConfig, AlertEvent, AlertTracker
+from detector.calendar import calendar_features, pinned
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
 from detector.errors import DataError, DetectorError
@@ -182,9 +183,10 @@ class Engine:
         streams = np.asarray(streams, dtype=object)
         ts = np.asarray(timestamps, np.float64)
         x = np.asarray(values, np.float64)
-        if streams.shape != ts.shape or x.shape != (len(ts), self.state.n_inputs):
+        width = len(self.ckpt.inputs)  # the data's columns; calendar phases are added below
+        if streams.shape != ts.shape or x.shape != (len(ts), width):
             raise ValueError(  # before any state changes; the decoders never let this through
-                f"need streams (N,), timestamps (N,), values (N, {self.state.n_inputs}); got "
+                f"need streams (N,), timestamps (N,), values (N, {width}); got "
                 f"{streams.shape}, {ts.shape}, {x.shape}"
             )
         # Two reductions that skip NaN and allocate nothing (wide batches are tens of MB); only
@@ -193,6 +195,8 @@ class Engine:
             np.fmax.reduce(x, axis=None) > _F32_MAX or np.fmin.reduce(x, axis=None) < -_F32_MAX
         ):
             x = np.where(np.abs(x) > _F32_MAX, np.nan, x)  # a copy: the caller's is left alone
+        if self.ckpt.calendar:  # the model reads each reading's calendar phases after its data
+            x = np.hstack([x, calendar_features(ts, self.ckpt.calendar)])
         n = len(ts)
         res = BatchResult(
             stream=streams,
@@ -227,10 +231,15 @@ class Engine:
         state and forecast by reading that window (as in training); the others finish their
         warm-up under the new model. Streams the new checkpoint was trained on take its scalers.
         """
-        if ckpt.inputs != self.ckpt.inputs or ckpt.targets != self.ckpt.targets:
+        if (
+            ckpt.inputs != self.ckpt.inputs
+            or ckpt.targets != self.ckpt.targets
+            or ckpt.calendar != self.ckpt.calendar
+        ):
             raise DetectorError(
-                f"new model reads {ckpt.inputs} -> {ckpt.targets}, the running "
-                f"one {self.ckpt.inputs} -> {self.ckpt.targets}; restart instead"
+                f"new model reads {ckpt.inputs} -> {ckpt.targets} (calendar "
+                f"{list(ckpt.calendar)}), the running one {self.ckpt.inputs} -> "
+                f"{self.ckpt.targets} (calendar {list(self.ckpt.calendar)}); restart instead"
             )
         timesteps = int(ckpt.train_config["timesteps"])
         st = self.state
@@ -539,8 +548,9 @@ class Engine:
         fit = st.fit_scaler[slots]
         if fit.any():
             kind = self.ckpt.default_scaler.kind
+            phases = 2 * len(self.ckpt.calendar)  # exact already: a few hours must not stretch them
             for k in np.flatnonzero(fit):  # once per unseen stream, not per reading
-                s = Scaler.fit(window[k], kind)
+                s = pinned(Scaler.fit(window[k], kind), phases)
                 st.offset[slots[k]], st.scale[slots[k]] = s.offset, s.scale
             st.fit_scaler[slots[fit]] = False
         forecast, (h, c) = self.model.prime(self._scaled(slots, window))

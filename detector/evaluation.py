@@ -118,7 +118,7 @@ def _zscore_streams(
 def _detectors(
     ckpt: Checkpoint, test: Sequence[Series], spec: EvalSpec
 ) -> dict[str, list[StreamScores]]:
-    persistence = PersistenceForecaster(len(ckpt.inputs), len(ckpt.targets))
+    persistence = PersistenceForecaster(ckpt.model.args.n_inputs, len(ckpt.targets))
     return {
         "lstm": score_streams(ckpt, test, spec.engine),
         "persistence": score_streams(ckpt, test, spec.engine, model=persistence),

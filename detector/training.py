@@ -9,6 +9,7 @@ Two runs with the same seed, data and config give identical weights on CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -19,15 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.calendar import calendar_columns, calendar_features, choose_periods, parse_calendar
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
-from detector.errors import ConfigError
+from detector.errors import ConfigError, DataError
 from detector.forecast_metrics import forecast_errors
 from detector.model import LSTMForecaster, ModelArgs
 from detector.scaling import SCALER_KINDS
 from detector.series import Series
 from detector.trainset import (
     SCALING_MODES,
+    FeatureSpec,
     TrainSet,
     Windows,
     build_trainset,
@@ -65,6 +68,9 @@ class TrainConfig:
     # level, so a stream that drifts past its training range is not forecast as if it must
     # snap back. 0 = off. Validation windows are never shifted.
     level_jitter: float = 0.0
+    # Calendar phases as inputs (detector.calendar): "auto" uses each period (day, week) that the
+    # training split spans 3 times or more; "off"; or a comma list ("day,week") to force them.
+    calendar: str = "auto"
     seed: int = 0  # seeds weights, dropout and shuffling
     device: str = "auto"  # "auto", "cpu" or "cuda"
 
@@ -79,6 +85,11 @@ class TrainConfig:
             "level_jitter": self.level_jitter >= 0,
             "val_fraction": 0 < self.val_fraction < 1,
         }
+        try:
+            parse_calendar(self.calendar)
+            checks["calendar"] = True
+        except ValueError:
+            checks["calendar"] = False
         checks["scaler"] = self.scaler in SCALER_KINDS
         checks["scaling"] = self.scaling in SCALING_MODES
         bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
@@ -114,15 +125,18 @@ class TrainResult:
     val_forecast: np.ndarray | None = None  # (S_val, n_targets) original units
     val_actual: np.ndarray | None = None
     val_persistence: np.ndarray | None = None
+    calendar: tuple[str, ...] = ()  # calendar periods the model reads (detector.calendar)
 
     def to_checkpoint(self) -> Checkpoint:
         """The self-describing checkpoint of this run (see :mod:`detector.checkpoint`)."""
         ts = self.trainset
         per_stream = self.config.scaling == "per_stream"
+        derived = set(calendar_columns(self.calendar))
         return Checkpoint(
             model=self.model,
             targets=ts.features.targets,
-            covariates=ts.features.covariates,
+            covariates=tuple(c for c in ts.features.covariates if c not in derived),
+            calendar=self.calendar,
             scaling_mode=self.config.scaling,
             stream_scalers=dict(zip(ts.names, ts.scalers, strict=True)) if per_stream else {},
             default_scaler=ts.pooled_scaler,
@@ -258,6 +272,34 @@ def _evaluate(result: TrainResult, device: torch.device) -> None:
     result.val_forecast, result.val_actual, result.val_persistence = forecast, actual, persistence
 
 
+def _calendar(series: Sequence[Series], config: TrainConfig) -> tuple[str, ...]:
+    """The calendar periods to read: as configured, or (``auto``) those the training splits
+    span often enough (:func:`detector.calendar.choose_periods`)."""
+    wanted = parse_calendar(config.calendar)
+    if wanted != "auto":
+        return wanted
+    cuts = [int(len(s) * (1.0 - config.val_fraction)) for s in series]
+    return choose_periods([s.timestamps[:cut] for s, cut in zip(series, cuts, strict=True)])
+
+
+def _with_calendar(
+    series: Sequence[Series], features: FeatureSpec, calendar: tuple[str, ...]
+) -> tuple[list[Series], FeatureSpec]:
+    names = calendar_columns(calendar)
+    clash = sorted(set(names) & {c for s in series for c in s.columns})
+    if clash:
+        raise DataError(f"columns {clash} are the calendar's own inputs: rename them")
+    out = [
+        dataclasses.replace(
+            s,
+            values=np.hstack([s.values, calendar_features(s.timestamps, calendar)]),
+            columns=s.columns + names,
+        )
+        for s in series
+    ]
+    return out, dataclasses.replace(features, covariates=features.covariates + names)
+
+
 def train(
     series: Sequence[Series],
     config: TrainConfig,
@@ -270,6 +312,9 @@ def train(
     """
     notify = on_progress or (lambda event, info: None)
     features = resolve_features(series, config.targets, config.covariates)
+    calendar = _calendar(series, config)
+    if calendar:  # the phases join the covariates, computed from each reading's event time
+        series, features = _with_calendar(series, features, calendar)
     ts = build_trainset(
         series,
         features,
@@ -278,6 +323,7 @@ def train(
         config.scaler,
         config.scaling,
         config.skip_labelled,
+        pinned=2 * len(calendar),
     )
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -320,9 +366,10 @@ def train(
         model.load_state_dict(best_state)  # restore the best weights, not the last
     model.eval()
     stopped_early = len(history) < config.epochs
-    result = TrainResult(model, config, ts, history, best_epoch, stopped_early)
+    result = TrainResult(model, config, ts, history, best_epoch, stopped_early, calendar=calendar)
     _evaluate(result, device)
     # The repeats test's starting rate per target (None: no pair of readings to tell).
     rates = repeat_rates(series, features.targets, config.skip_labelled)
     result.metrics["training"]["repeat_rate"] = [None if np.isnan(r) else float(r) for r in rates]
+    result.metrics["training"]["calendar"] = list(calendar)
     return result

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector import calendar
 from detector.errors import DataError
 from detector.forecast_metrics import mape_floor
 from detector.scaling import Scaler
@@ -177,11 +178,13 @@ def build_trainset(
     scaler_kind: str = "standard",
     scaling: str = "per_stream",
     skip_labelled: bool = True,
+    pinned: int = 0,
 ) -> TrainSet:
     """Split, scale and window every stream.
 
     ``skip_labelled`` keeps samples that touch a row labelled anomalous out of both splits, so the
-    model learns what normal looks like; it reads only the labels of the data it trains on.
+    model learns what normal looks like; it reads only the labels of the data it trains on. The
+    last ``pinned`` inputs are already in model units (calendar phases): no scaler moves them.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -194,11 +197,11 @@ def build_trainset(
     ]
     cuts = [int(len(s) * (1.0 - val_fraction)) for s in series]
     fit_rows = [x[:cut][keep[:cut]] for x, cut, keep in zip(inputs, cuts, keeps, strict=True)]
-    pooled = Scaler.fit(np.concatenate(fit_rows), scaler_kind)
+    pooled = calendar.pinned(Scaler.fit(np.concatenate(fit_rows), scaler_kind), pinned)
     if scaling == "global":
         scalers = tuple(pooled for _ in series)
     else:
-        scalers = tuple(Scaler.fit(rows, scaler_kind) for rows in fit_rows)
+        scalers = tuple(calendar.pinned(Scaler.fit(rows, scaler_kind), pinned) for rows in fit_rows)
 
     n_t = len(features.targets)
     train_parts, val_parts = [], []

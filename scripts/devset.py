@@ -324,7 +324,10 @@ def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, Eng
 
 def _checkpoint(root: Path, group: str, spec: EvalSpec) -> Checkpoint:
     """The group's model, trained once (training seed fixed) and cached beside the data."""
-    path = root / ".models" / f"{group}.pt"
+    # The calendar setting changes the model, so it is part of the cache's name (models cached
+    # before calendars were read have none in theirs and are not reused).
+    tag = spec.train.calendar.replace(",", "+")
+    path = root / ".models" / f"{group}-calendar-{tag}.pt"
     if path.exists():
         return load_checkpoint(path)
     cfg = dataclasses.replace(spec.train, covariates=COVARIATES.get(group, ()), device="cpu")
@@ -373,14 +376,17 @@ def dev_score(row: dict) -> float:
 
 
 def compare(
-    roots: list[Path], variants: list[str], groups: tuple[str, ...] | None = None
+    roots: list[Path],
+    variants: list[str],
+    groups: tuple[str, ...] | None = None,
+    calendar: str = EvalSpec.train.calendar,
 ) -> list[dict]:
     """Score the test streams of ``groups`` (of every dev set in ``roots``, pooled) with each
     variant's engine (same models); print and return each variant's pooled metrics: event
     P/R/F1 of the alerts, point F1, composite F1, and NAB scores at the corpus-optimal threshold
     over the onset scores, as ``detector evaluate`` reports them; and event recall per injected
     anomaly kind."""
-    spec = EvalSpec()
+    spec = EvalSpec(train=dataclasses.replace(EvalSpec.train, calendar=calendar))
     wanted = groups or GROUPS + REAL_GROUPS
     keys = [(r, g) for r in roots for g in wanted if groups or (r / g).is_dir()]
     models = {k: _checkpoint(k[0], k[1], spec) for k in keys}
@@ -471,13 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--groups", default=None, help="comma list of groups (default: every group written)"
     )
+    c.add_argument(
+        "--calendar",
+        default=EvalSpec.train.calendar,
+        help="the models' calendar inputs: auto, off or day,week (models are cached per setting)",
+    )
     c.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
     if args.cmd == "generate":
         generate(args.out, args.seed, args.datasets)
         return 0
     groups = tuple(args.groups.split(",")) if args.groups else None
-    rows = compare(args.dir, args.variant or ["defaults:"], groups)
+    rows = compare(args.dir, args.variant or ["defaults:"], groups, args.calendar)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
