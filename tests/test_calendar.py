@@ -139,3 +139,20 @@ def test_a_checkpoint_with_an_unknown_period_is_refused(tmp_path) -> None:
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="calendar phases"):
         load_checkpoint(path)
+
+
+def test_a_calendar_model_restores_and_continues_identically(tmp_path) -> None:
+    """The windows a snapshot keeps hold the phases too: a restored engine goes on exactly."""
+    ckpt = train([_office()], TINY).to_checkpoint()
+    s = _office("annex", days=1.0, seed=3)
+    half = len(s) // 2
+    names = [s.name] * len(s)
+    ref = Engine(ckpt, EngineConfig(device="cpu")).process(names, s.timestamps, s.values)
+    first = Engine(ckpt, EngineConfig(device="cpu"))
+    first.process(names[:half], s.timestamps[:half], s.values[:half])
+    first.snapshot(tmp_path / "state.npz")
+    second = Engine(ckpt, EngineConfig(device="cpu"))
+    assert second.restore(tmp_path / "state.npz") == ["annex"]
+    rest = second.process(names[half:], s.timestamps[half:], s.values[half:])
+    np.testing.assert_allclose(rest.forecast, ref.forecast[half:], rtol=1e-6)
+    np.testing.assert_allclose(rest.score, ref.score[half:], atol=1e-6)
