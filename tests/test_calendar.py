@@ -127,6 +127,15 @@ def test_a_column_named_like_a_phase_is_refused() -> None:
         train([clash], dataclasses.replace(TINY, targets=("load",)))
 
 
+def test_a_checkpoint_from_before_calendars_loads_without_them(tmp_path) -> None:
+    ckpt = train([_office()], dataclasses.replace(TINY, calendar="off")).to_checkpoint()
+    path = save_checkpoint(tmp_path / "m.pt", ckpt)
+    payload = torch.load(path, weights_only=True)
+    del payload["features"]["calendar"]
+    torch.save(payload, path)
+    assert load_checkpoint(path).calendar == ()
+
+
 def test_a_checkpoint_with_an_unknown_period_is_refused(tmp_path) -> None:
     ckpt = train([_office()], TINY).to_checkpoint()
     path = save_checkpoint(tmp_path / "m.pt", ckpt)
