@@ -163,16 +163,21 @@ def test_snapshot_from_before_the_repeats_test_restores_it_fresh(ckpt, tmp_path)
         _engine(ckpt, scorer=repeats).restore(tmp_path / "older.npz")
 
 
-def test_snapshot_with_wider_integer_slabs_restores_them_saturated(ckpt, tmp_path) -> None:
-    """Slabs narrowed to int32 after snapshots were written with int64 ones: an old value past
-    int32 saturates instead of wrapping (an old never-onset stream held 2**62 readings since
-    its last onset, which a plain cast turns into -1: inside an episode for good)."""
+def _fleet_snapshot(ckpt, tmp_path) -> dict:
+    """The arrays of a snapshot of the fleet feed's state."""
     feed = _fleet_feed()
     engine = _engine(ckpt)
     engine.process(feed.stream, feed.timestamp, feed.values)
     engine.snapshot(tmp_path / "new.npz")
     with np.load(tmp_path / "new.npz") as z:
-        arrays = dict(z)
+        return dict(z)
+
+
+def test_snapshot_with_wider_integer_slabs_restores_them_saturated(ckpt, tmp_path) -> None:
+    """Slabs narrowed to int32 after snapshots were written with int64 ones: an old value past
+    int32 saturates instead of wrapping (an old never-onset stream held 2**62 readings since
+    its last onset, which a plain cast turns into -1: inside an episode for good)."""
+    arrays = _fleet_snapshot(ckpt, tmp_path)
     arrays["extra_alerts_onset_age"] = np.full(3, np.iinfo(np.int64).max // 2)
     arrays["extra_scorer_tail_n"] = np.array([-(2**40), 7, 2**40])
     np.savez(tmp_path / "old.npz", **arrays)
@@ -187,12 +192,7 @@ def _restored_without(ckpt, tmp_path, prefix: str, slabs: int) -> tuple[dict, En
     """A snapshot of the fleet feed's state, the ``slabs`` scorer slabs named ``prefix...``
     removed (as a version before their test wrote it), restored into a fresh engine; returns
     the full snapshot's arrays and that engine."""
-    feed = _fleet_feed()
-    engine = _engine(ckpt)
-    engine.process(feed.stream, feed.timestamp, feed.values)
-    engine.snapshot(tmp_path / "new.npz")
-    with np.load(tmp_path / "new.npz") as z:
-        arrays = dict(z)
+    arrays = _fleet_snapshot(ckpt, tmp_path)
     old = {k: v for k, v in arrays.items() if not k.startswith("extra_scorer_" + prefix)}
     assert len(old) == len(arrays) - slabs
     np.savez(tmp_path / "old.npz", **old)

@@ -48,8 +48,7 @@ def test_ctrl_c_while_the_broker_starts_leaves_no_broker(monkeypatch) -> None:
 def test_ctrl_c_while_monitoring_starts_leaves_nothing_running(monkeypatch) -> None:
     from detector import monitoring
 
-    if not monitoring.LocalMonitoring.available():
-        pytest.skip("Prometheus and Alertmanager are not installed (.ci/run installs them)")
+    assert monitoring.LocalMonitoring.available(), "install Prometheus and Alertmanager"
     calls, real = [], monitoring._wait_ready
 
     def second_interrupted(port, proc):  # Alertmanager starts, Prometheus is interrupted
