@@ -268,7 +268,6 @@ def _live(args, bootstrap: str, model: Path, topics, produced, workers: list, cl
     cleanup.callback(stop.set)
     producer.start()
     _watch(worker, producer, produced, links, console)
-    return worker
 
 
 def run(args: argparse.Namespace) -> int:

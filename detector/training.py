@@ -36,6 +36,7 @@ from detector.trainset import (
     build_trainset,
     repeat_rates,
     resolve_features,
+    train_rows,
 )
 
 __all__ = ["TrainConfig", "EpochStats", "TrainResult", "train", "predict_windows"]
@@ -278,8 +279,7 @@ def _calendar(series: Sequence[Series], config: TrainConfig) -> tuple[str, ...]:
     wanted = parse_calendar(config.calendar)
     if wanted != "auto":
         return wanted
-    cuts = [int(len(s) * (1.0 - config.val_fraction)) for s in series]
-    return choose_periods([s.timestamps[:cut] for s, cut in zip(series, cuts, strict=True)])
+    return choose_periods([s.timestamps[: train_rows(len(s), config.val_fraction)] for s in series])
 
 
 def _with_calendar(

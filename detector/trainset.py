@@ -27,6 +27,7 @@ __all__ = [
     "repeat_rates",
     "resolve_features",
     "build_trainset",
+    "train_rows",
 ]
 
 SCALING_MODES = ("per_stream", "global")
@@ -170,6 +171,11 @@ def _concat(parts: list[Windows], timesteps: int, n_features: int, n_targets: in
     )
 
 
+def train_rows(n: int, val_fraction: float) -> int:
+    """How many of a stream's ``n`` first rows are its training split; the rest validate."""
+    return int(n * (1.0 - val_fraction))
+
+
 def build_trainset(
     series: Sequence[Series],
     features: FeatureSpec,
@@ -195,7 +201,7 @@ def build_trainset(
         s.labels == 0 if (skip_labelled and s.labels is not None) else np.ones(len(s), bool)
         for s in series
     ]
-    cuts = [int(len(s) * (1.0 - val_fraction)) for s in series]
+    cuts = [train_rows(len(s), val_fraction) for s in series]
     fit_rows = [x[:cut][keep[:cut]] for x, cut, keep in zip(inputs, cuts, keeps, strict=True)]
     pooled = calendar.pinned(Scaler.fit(np.concatenate(fit_rows), scaler_kind), pinned)
     if scaling == "global":
