@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import threading
 import time
 from contextlib import ExitStack
@@ -215,31 +214,7 @@ def _config(args, bootstrap: str, model: Path, topics: dict[str, str]):
     )
 
 
-class _CtrlC:
-    """Ctrl-C, remembered as well as raised: the demo's loops stop on it even when a client
-    library that was waiting when it came swallowed the KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.pressed = threading.Event()
-
-    def __enter__(self) -> _CtrlC:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.pressed.set()
-        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
-
-    def check(self) -> None:
-        """Raise KeyboardInterrupt if Ctrl-C was pressed, whoever caught the first one."""
-        if self.pressed.is_set():
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-
-def _watch(worker: Worker, producer: threading.Thread, produced, links, console, ctrl_c):
+def _watch(worker: Worker, producer: threading.Thread, produced: Produced, links, console):
     """The live view until the simulator is done and the worker has caught up (or 15 s)."""
     started = time.monotonic()
     with Live(
@@ -249,7 +224,6 @@ def _watch(worker: Worker, producer: threading.Thread, produced, links, console,
         transient=False,
     ) as live:
         while producer.is_alive():
-            ctrl_c.check()
             live.update(_view(worker, produced, started, links))
             time.sleep(0.5)
         drain = time.monotonic() + 15  # let the worker catch up with the last readings
@@ -257,7 +231,6 @@ def _watch(worker: Worker, producer: threading.Thread, produced, links, console,
             int(worker.metrics.value("detector_readings_consumed_total")) < produced.count
             and time.monotonic() < drain
         ):
-            ctrl_c.check()
             live.update(_view(worker, produced, started, links))
             time.sleep(0.5)
 
@@ -272,7 +245,7 @@ def _stop_worker(worker: Worker, consumer: threading.Thread) -> None:
     consumer.join(30)
 
 
-def _live(args, bootstrap: str, model: Path, topics, produced, workers, cleanup, console, ctrl_c):
+def _live(args, bootstrap: str, model: Path, topics, produced, workers: list, cleanup, console):
     """Start the worker (appended to ``workers``), its endpoints, local monitoring and the
     simulator, each registered on the ``cleanup`` stack as soon as it runs; then watch them."""
     ensure_topics(bootstrap, {topics[k]: p for k, p in TOPICS.items()}, compacted=[topics["state"]])
@@ -286,7 +259,6 @@ def _live(args, bootstrap: str, model: Path, topics, produced, workers, cleanup,
     consumer = threading.Thread(target=worker.run, daemon=True)
     cleanup.callback(_stop_worker, worker, consumer)
     worker.start()
-    ctrl_c.check()
     consumer.start()
     stop = threading.Event()
     producer = threading.Thread(
@@ -295,7 +267,7 @@ def _live(args, bootstrap: str, model: Path, topics, produced, workers, cleanup,
     cleanup.callback(producer.join, 10)
     cleanup.callback(stop.set)
     producer.start()
-    _watch(worker, producer, produced, links, console, ctrl_c)
+    _watch(worker, producer, produced, links, console)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -307,11 +279,10 @@ def run(args: argparse.Namespace) -> int:
     produced, workers = Produced(), []
     # Ctrl-C at any point after the broker starts (setting up included) stops what has started,
     # in reverse order, and still reports; the broker stops last, whatever happens.
-    with _CtrlC() as ctrl_c, EmbeddedBroker() as broker:
+    with EmbeddedBroker() as broker:
         with ExitStack() as cleanup:
             try:
-                parts = (produced, workers, cleanup, console, ctrl_c)
-                _live(args, broker.bootstrap, model, topics, *parts)
+                _live(args, broker.bootstrap, model, topics, produced, workers, cleanup, console)
             except KeyboardInterrupt:
                 console.print("interrupted: stopping the simulator, the worker and the broker")
         console.print()
