@@ -46,7 +46,14 @@ def test_ctrl_c_stops_demo_and_its_broker(tmp_path) -> None:
         "--out",
         str(tmp_path),
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The demo must see Ctrl-C as at a terminal. A suite started in the background (`nohup ... &`)
+    # ignores SIGINT, and a child started then would inherit that and ignore the test's signal;
+    # with a handler set here instead, the child starts with SIGINT at its default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline, broker = time.monotonic() + 90, []
         while not broker and time.monotonic() < deadline and proc.poll() is None:
