@@ -30,6 +30,7 @@ __all__ = [
     "PERIODS",
     "MIN_CYCLES",
     "MIN_READINGS",
+    "check_periods",
     "choose_periods",
     "calendar_columns",
     "calendar_features",
@@ -47,11 +48,17 @@ def parse_calendar(text: str) -> str | tuple[str, ...]:
     text = text.strip()
     if text in ("auto", "off", ""):
         return "auto" if text == "auto" else ()
-    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    unknown = [n for n in names if n not in PERIODS]
+    return check_periods(tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip())))
+
+
+def check_periods(names: Sequence[object]) -> tuple[str, ...]:
+    """``names`` as a tuple of distinct known periods; ``ValueError`` says what is wrong."""
+    unknown = [n for n in names if not isinstance(n, str) or n not in PERIODS]
     if unknown:
         raise ValueError(f"calendar periods must be among {sorted(PERIODS)}, got {unknown}")
-    return names
+    if len(set(names)) != len(names):
+        raise ValueError(f"calendar periods must be distinct, got {list(names)}")
+    return tuple(names)
 
 
 def _spans(timestamps: np.ndarray, period: float) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from detector import __version__
-from detector.calendar import PERIODS
+from detector.calendar import check_periods
 from detector.errors import CheckpointError
 from detector.model import LSTMForecaster, ModelArgs
 from detector.scaling import Scaler
@@ -165,11 +165,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         default = Scaler.from_state(scaling["default"])
         targets = tuple(payload["features"]["targets"])
         covariates = tuple(payload["features"]["covariates"])
-        calendar = tuple(payload["features"].get("calendar", ()))  # none before calendars
-        if not all(isinstance(p, str) and p in PERIODS for p in calendar):
-            raise ValueError(f"calendar periods must be among {sorted(PERIODS)}")
-        if len(set(calendar)) != len(calendar):
-            raise ValueError("calendar periods must be distinct")
+        calendar = check_periods(payload["features"].get("calendar", ()))  # none before them
         _check_plain(payload, scaling, targets + covariates, args.n_targets)
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
