@@ -21,7 +21,12 @@ Five simulated groups, each a ``train/`` directory (anomaly-free) and a ``test/`
 * ``sensors``: the sensor-fleet simulator (``detector simulate sensors``), 4 channels;
 * ``driven``: the sensor-fleet simulator with 2 setpoint covariates driving 3 targets
   (evaluate with ``--covariates setpoint_0,setpoint_1``);
-* ``regimes``: built as ``telemetry``, with two long faults (150-600 rows) per stream.
+* ``regimes``: built as ``telemetry``, with two long faults (150-600 rows) per stream;
+* ``bursty``: built as ``uni``, plus routine bursts in training and test alike (a burst every
+  150 to 400 rows on average, a median 4 sigmas high, decaying over a few rows), as in request
+  counts, social-media volumes or disk writes: a stream whose normal includes excursions larger
+  than many anomalies. A detector that reports each burst anew drowns its real detections.
+  Its test parts are three times as long (7,200 rows, 3 anomalies), like NAB's files.
 
 With ``generate --datasets ../shared/datasets``, two more groups put the injected anomalies on
 real backgrounds taken from the benchmarks' training rows only, read without labels:
@@ -56,7 +61,8 @@ from simulators.anomalies import SENSOR_KINDS, inject_anomalies
 from simulators.injectors import Scale
 from simulators.sensors import DEFAULT_START, SensorFleetConfig, simulate_sensors
 
-GROUPS = ("uni", "telemetry", "sensors", "driven", "regimes")
+# New groups go last: a group's index seeds its streams, so the others keep their bytes.
+GROUPS = ("uni", "telemetry", "sensors", "driven", "regimes", "bursty")
 REAL_GROUPS = ("skab_free", "nab_probation")  # with `generate --datasets DIR` only
 COVARIATES = {"driven": ("setpoint_0", "setpoint_1")}
 TRAIN_ROWS, TEST_ROWS, ANOMALIES = 1200, 2400, 3
@@ -71,6 +77,9 @@ REGIME_DURATIONS = {
     "stuck": (150, 400),
 }
 REGIME_ANOMALIES = 2
+# `bursty`: test parts three times as long, as NAB's files are (4,000 to 22,000 rows, a few
+# windows each): false detections then cost what they cost there.
+BURSTY_TEST_ROWS = 3 * TEST_ROWS
 
 
 def _noise(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
@@ -106,9 +115,11 @@ def _latent(rng: np.random.Generator, n: int) -> np.ndarray:
     return out
 
 
-def _custom(name: str, features: int, rng: np.random.Generator) -> tuple[np.ndarray, Scale]:
-    """``(TRAIN_ROWS + TEST_ROWS, features)`` clean values of one stream, and its scale."""
-    n = TRAIN_ROWS + TEST_ROWS
+def _custom(
+    name: str, features: int, rng: np.random.Generator, test_rows: int = TEST_ROWS
+) -> tuple[np.ndarray, Scale]:
+    """``(TRAIN_ROWS + test_rows, features)`` clean values of one stream, and its scale."""
+    n = TRAIN_ROWS + test_rows
     latents = np.stack([_latent(rng, n) for _ in range(2 if features > 1 else 1)], axis=1)
     loadings = rng.standard_normal((latents.shape[1], features))
     loadings /= np.linalg.norm(loadings, axis=0, keepdims=True)
@@ -214,6 +225,19 @@ def _real_groups(datasets: Path, seed: int) -> dict[str, list[tuple]]:
     }
 
 
+def _bursts(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
+    """Routine positive bursts: Poisson arrivals (one per 150 to 400 rows on average), heights
+    log-normal around 4 ``sigma``, each decaying exponentially over 1 to 4 rows."""
+    out = np.zeros(n)
+    gap, tau = rng.uniform(150.0, 400.0), rng.uniform(1.0, 4.0)
+    decay = np.exp(-np.arange(int(6 * tau) + 1) / tau)
+    for start in np.flatnonzero(rng.random(n) < 1.0 / gap):
+        height = sigma * 4.0 * np.exp(0.7 * rng.standard_normal())
+        end = min(start + len(decay), n)
+        out[start:end] += height * decay[: end - start]
+    return out
+
+
 def _custom_group(group: str, streams: int, features: int, seed: int) -> list[tuple]:
     out = []
     columns = ("value",) if features == 1 else tuple(f"m{j}" for j in range(features))
@@ -224,7 +248,11 @@ def _custom_group(group: str, streams: int, features: int, seed: int) -> list[tu
     for s in range(streams):
         rng = np.random.default_rng([seed, GROUPS.index(group), s])
         name = f"{group}-{s:02d}"
-        values, scale = _custom(name, features, rng)
+        values, scale = _custom(
+            name, features, rng, BURSTY_TEST_ROWS if group == "bursty" else TEST_ROWS
+        )
+        if group == "bursty":
+            values[:, 0] += _bursts(rng, len(values), float(scale.sigma[0]))
         t = DEFAULT_START + 300.0 * np.arange(len(values))
         out.append(_split(name, t, values, columns, features, kinds, scale, rng, count, durations))
     return out
@@ -268,6 +296,7 @@ def generate(out: Path, seed: int = 0, datasets: Path | None = None) -> None:
         "sensors": _sensor_group("sensors", 4, 4, 0, seed),
         "driven": _sensor_group("driven", 4, 3, 2, seed),
         "regimes": _custom_group("regimes", 6, 4, seed),
+        "bursty": _custom_group("bursty", 8, 1, seed),
     }
     if datasets is not None:
         groups |= _real_groups(datasets, seed)

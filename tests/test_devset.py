@@ -117,3 +117,21 @@ def test_recall_by_kind_counts_an_anomaly_once_any_of_its_rows_is_flagged(devset
     assert devset.recall_by_kind(anomalies, flags) == {"spike": [1, 2], "stuck": [0, 1]}
     flags["a"][5] = True  # the last row is inside [start_index, end_index)
     assert devset.recall_by_kind(anomalies, flags)["stuck"] == [1, 1]
+
+
+def test_bursty_group_has_routine_bursts_in_training_and_long_test_parts(devset, tmp_path) -> None:
+    bursts = devset._bursts(np.random.default_rng(0), 20_000, 2.0)
+    starts = np.flatnonzero(np.diff(bursts, prepend=0.0) > 0.5)  # a burst adds >= 0.25 sigma
+    assert bursts.min() >= 0.0 and 20_000 / 400 * 0.5 < len(starts) < 20_000 / 150 * 1.5
+    assert np.median(bursts[starts]) > 2.0 * 2.0  # heights in sigmas: a median of about 4
+    devset.generate(tmp_path, seed=0)
+    train = read_dataset(tmp_path / "bursty" / "train")
+    test = read_dataset(tmp_path / "bursty" / "test")
+    assert len(train) == len(test) == 8
+    for fit, s in zip(train, test, strict=True):
+        assert len(s) == devset.BURSTY_TEST_ROWS and len(devset.events(s.labels)) == 3
+        x = fit.values[:, 0]
+        # the training part, labelled normal, holds excursions far above its local spread
+        local = np.array([np.median(x[max(i - 12, 0) : i + 13]) for i in range(len(x))])
+        sd = 1.4826 * np.median(np.abs(x - local))
+        assert not fit.labels.any() and (x - local).max() > 6 * sd
