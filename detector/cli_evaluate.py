@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=EvalSpec.train.calendar,
         help="time-of-day / day-of-week phases as model inputs: auto, off, or day,week",
     )
+    p.add_argument(
+        "--warm",
+        action="store_true",
+        help="with --train/--test: a test stream that continues a training stream (same name, "
+        "later readings) goes on from the state its training readings left, not from a fresh one",
+    )
     p.add_argument("--report", help="directory for report.json and plots (default eval-<name>/)")
     engine_args(p)
     p.set_defaults(func=run)
@@ -68,7 +74,7 @@ def _spec(args: argparse.Namespace) -> EvalSpec:
         covariates=args.covariates,
         calendar=args.calendar,
     )
-    return EvalSpec(train=train, engine=engine_config(args))
+    return EvalSpec(train=train, engine=engine_config(args), warm=args.warm)
 
 
 def _load(args: argparse.Namespace):
@@ -191,7 +197,11 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "dataset": name,
         "streams": len(test),
-        "settings": {"train": spec.train.to_dict(), "engine": dataclasses.asdict(spec.engine)},
+        "settings": {
+            "train": spec.train.to_dict(),
+            "engine": dataclasses.asdict(spec.engine),
+            "warm": spec.warm,
+        },
         "detectors": metrics,
         "published": published,
     }

@@ -409,6 +409,7 @@ def compare(
     variants: list[str],
     groups: tuple[str, ...] | None = None,
     calendar: str = EvalSpec.train.calendar,
+    warm: bool = EvalSpec.warm,
 ) -> list[dict]:
     """Score the test streams of ``groups`` (of every dev set in ``roots``, pooled) with each
     variant's engine (same models); print and return each variant's pooled metrics: event
@@ -420,6 +421,9 @@ def compare(
     keys = [(r, g) for r in roots for g in wanted if groups or (r / g).is_dir()]
     models = {k: _checkpoint(k[0], k[1], spec) for k in keys}
     tests = {k: read_dataset(k[0] / k[1] / "test") for k in keys}
+    # As `detector evaluate --train --test [--warm]` does: with `warm`, test streams continue
+    # their training streams.
+    trains = {k: read_dataset(k[0] / k[1] / "train") if warm else [] for k in keys}
     injected = {
         k: json.loads((k[0] / k[1] / "anomalies.json").read_text())["anomalies"] for k in keys
     }
@@ -429,7 +433,7 @@ def compare(
         t0 = time.perf_counter()
         series, outs, by_group, kinds = [], [], {}, {}
         for k in keys:
-            out = score_streams(models[k], tests[k], engine)
+            out = score_streams(models[k], tests[k], engine, warm=trains[k])
             by_group.setdefault(k[1], []).extend(
                 (s.labels, o.flag) for s, o in zip(tests[k], out, strict=True)
             )
@@ -511,13 +515,21 @@ def main(argv: list[str] | None = None) -> int:
         default=EvalSpec.train.calendar,
         help="the models' calendar inputs: auto, off or day,week (models are cached per setting)",
     )
+    c.add_argument(
+        "--warm",
+        choices=("on", "off"),
+        default="on" if EvalSpec.warm else "off",
+        help="score each test stream after its training stream (`detector evaluate --warm`)",
+    )
     c.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
     if args.cmd == "generate":
         generate(args.out, args.seed, args.datasets)
         return 0
     groups = tuple(args.groups.split(",")) if args.groups else None
-    rows = compare(args.dir, args.variant or ["defaults:"], groups, args.calendar)
+    rows = compare(
+        args.dir, args.variant or ["defaults:"], groups, args.calendar, args.warm == "on"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

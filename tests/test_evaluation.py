@@ -59,6 +59,7 @@ def test_evaluate_split_reports_ours_and_baselines(split, tmp_path) -> None:
     nab = lstm["nab_at_optimal_threshold"]["profiles"]["standard"]
     assert nab["windows"] == 6 and -100 <= nab["normalised"] <= 100
     assert report["settings"]["train"]["covariates"] == ["setpoint_0"]
+    assert report["settings"]["warm"] is False  # opt-in (--warm)
     assert list((tmp_path / "plots").glob("*.png"))
 
 
@@ -113,3 +114,56 @@ def test_indicator_note_names_at_most_eight_columns() -> None:
     assert "c8" not in note and "constant" not in note
     note = indicator_note({"training": {"constant_columns_ignored": ["on"]}})
     assert note.startswith("1 constant column(s)") and note.count("on") >= 1
+
+
+def _rows(s, lo: int, hi: int):
+    from dataclasses import replace
+
+    labels = None if s.labels is None else s.labels[lo:hi]
+    return replace(s, timestamps=s.timestamps[lo:hi], values=s.values[lo:hi], labels=labels)
+
+
+def test_continued_pairs_a_test_stream_with_the_training_stream_it_follows() -> None:
+    from dataclasses import replace
+
+    from detector.evaluation import continued
+
+    sim = simulate_sensors(SensorFleetConfig(streams=2, features=1, length=100, seed=1))
+    a, b = sim.series
+    # a's head continues into a's tail; b's head overlaps b (SKAB's fitting rows); a stranger
+    stranger = replace(_rows(a, 0, 10), name="other")
+    before = [_rows(a, 0, 40), _rows(b, 0, 60), stranger]
+    after = [_rows(a, 40, 100), _rows(b, 0, 100)]
+    assert [s.name for s in continued(before, after)] == [a.name]
+    assert continued([], after) == [] and continued(before, []) == []
+
+
+def test_a_continued_stream_scores_as_if_read_whole() -> None:
+    from detector.engine import EngineConfig
+    from detector.evaluation import score_streams
+    from detector.training import train
+
+    sim = simulate_sensors(SensorFleetConfig(streams=2, features=2, length=500, seed=3))
+    fit = [_rows(s, 0, 250) for s in sim.series]
+    rest = [_rows(s, 250, 500) for s in sim.series]
+    ckpt = train(fit, FAST).to_checkpoint()
+    engine = EngineConfig(device="cpu")
+    whole = score_streams(ckpt, sim.series, engine)
+    warm = score_streams(ckpt, rest, engine, warm=fit)
+    cold = score_streams(ckpt, rest, engine)
+    for w, c, a in zip(warm, cold, whole, strict=True):
+        # the scorer, the model and the alerts go on from where the training rows left them
+        np.testing.assert_allclose(w.score, a.score[250:], atol=1e-9)
+        np.testing.assert_allclose(w.onset, a.onset[250:], atol=1e-9)
+        assert (w.flag == a.flag[250:]).all()
+        # a cold start spends its first readings filling the window: neutral scores
+        assert (c.score[: FAST.timesteps] == 0).all() and (w.score[: FAST.timesteps] > 0).any()
+
+
+@pytest.mark.parametrize(("flag", "warm"), [([], False), (["--warm"], True)])
+def test_evaluate_warm_is_opt_in(flag: list[str], warm: bool) -> None:
+    from detector.cli import build_parser
+    from detector.cli_evaluate import _spec
+
+    args = build_parser().parse_args(["evaluate", "--train", "a", "--test", "b", *flag])
+    assert _spec(args).warm is warm
