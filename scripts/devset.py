@@ -8,7 +8,7 @@ simulators with fixed seeds, so the same command writes the same bytes:
     python scripts/devset.py generate --out /tmp/devset1 --seed 1
     python scripts/devset.py compare --dir /tmp/devset --dir /tmp/devset1 --variant ...
 
-Five simulated groups, each a ``train/`` directory (anomaly-free) and a ``test/`` directory
+Six simulated groups, each a ``train/`` directory (anomaly-free) and a ``test/`` directory
 (labelled anomalies, in the test part only), each readable by
 ``detector evaluate --train DIR/<group>/train --test DIR/<group>/test``:
 
