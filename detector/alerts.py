@@ -14,7 +14,12 @@ thus reported once, then again only when its evidence has grown by a clear facto
 stream stays quiet while the same episode goes on; a benchmark that sweeps one threshold over
 per-reading scores and counts every extra detection as a false positive (NAB) reads this column.
 Without the step (``onset_step`` 1) a slowly growing anomaly reported itself at every new high,
-each a false positive once it outlasted its window. Alerts themselves follow the plain score.
+each a false positive once it outlasted its window. With ``onset_cap`` an onset's evidence is
+also held to the stream's own record: a stream that has already started ``c`` episodes at least
+this strong in ``n`` readings (``c`` > 2, counted among its 8 strongest onsets) has shown that
+such an event comes about ``c / n`` of the time, so its onset claims no more than ``-log10(c / n)``
+(a bursty metric's routine bursts stop ranking with a quiet stream's first fault; a stream's
+strongest event so far is never capped). Alerts themselves follow the plain score.
 
 An alert's id is derived from its stream and the event time of its first anomalous reading
 (``sha1``), so replaying the same readings gives the same ids and downstream can de-duplicate.
@@ -28,12 +33,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from detector.scoring import evidence_of_score
+from detector.scoring import evidence_of_score, surprise_log10
 from detector.slabs import Slabs
 
 __all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id", "onset_scores"]
 
 _RUN_MAX = 2**30  # readings counted in a run (int32 slabs; far past any duration setting)
+# The onset cap, set by reasoning: a stream's 8 strongest onsets are its record (bounded state;
+# the cap can then claim no less than c / n = 8 / n), and it binds from the third precedent on
+# (c > 2): one or two earlier events of the size could be faults too, a handful cannot all be.
+_CAP_RECORD = 8
+_CAP_AFTER = 2
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,9 @@ class AlertConfig:
     # onset score: inside an episode, a reading is a new onset only when its evidence (-log10 p)
     # is at least this many times the episode's highest onset's (1 = any new high)
     onset_step: float = 1.5
+    # onset score: capped at -log10(c / n) where the stream has had c > 2 onsets at least as
+    # strong in its n readings (see the module docstring)
+    onset_cap: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:
@@ -105,6 +118,10 @@ def onset_scores(score: np.ndarray, config: AlertConfig) -> np.ndarray:
 class AlertTracker(Slabs):
     """Alert state of every slot; ``update`` takes one wave (distinct slots)."""
 
+    # The onset cap's record: a snapshot from before it restores it empty (a stream's record
+    # starts again, so its cap binds later, never wrongly).
+    added_later = frozenset({"onset_top", "onset_n"})
+
     def __init__(self, config: AlertConfig, features: tuple[str, ...], capacity: int) -> None:
         self.config, self.features = config, features
         self.open: dict[int, AlertEvent] = {}  # slot -> its open alert
@@ -128,6 +145,10 @@ class AlertTracker(Slabs):
             # readings since that onset, saturated: only compared with `quiet` (< _RUN_MAX)
             "onset_age": np.full(n, _RUN_MAX, np.int32),
             "onset": np.zeros(n),  # the latest reading's onset score
+            # the onset cap's record: the evidence of the stream's strongest onsets (uncapped,
+            # 0 = none yet), and the readings it has seen
+            "onset_top": np.zeros((n, _CAP_RECORD)),
+            "onset_n": np.zeros(n, np.int64),
         }
 
     def reset(self, slots: np.ndarray) -> list[AlertEvent]:
@@ -196,9 +217,34 @@ class AlertTracker(Slabs):
         step = self.config.onset_step
         stronger = (score > peak) & (evidence_of_score(score) >= step * evidence_of_score(peak))
         new = np.where(live, stronger, score > 0.0)
-        s["onset"][slots] = np.where(new, score, 0.0)
+        seen = s["onset_n"][slots] + 1
+        s["onset_n"][slots] = seen
+        onset = np.where(new, score, 0.0)
+        if self.config.onset_cap and new.any():
+            onset = np.where(new, self._capped(slots, score, seen, new), 0.0)
+        s["onset"][slots] = onset
         s["onset_peak"][slots] = np.where(new, score, s["onset_peak"][slots])
         s["onset_age"][slots] = np.where(new, 0, age)
+
+    def _capped(
+        self, slots: np.ndarray, score: np.ndarray, seen: np.ndarray, new: np.ndarray
+    ) -> np.ndarray:
+        """``score`` held to the stream's record (``-log10(c / n)``, see the module docstring);
+        adds the ``new`` onsets, uncapped, to their streams' records."""
+        top = self.slabs["onset_top"][slots]  # (B, _CAP_RECORD), a copy
+        e = evidence_of_score(score)  # -log10(p) / 10
+        c = (top >= e[:, None]).sum(axis=1)  # the record's onsets at least as strong
+        with np.errstate(divide="ignore"):
+            cap = np.log10(seen / np.maximum(c, 1)) / 10.0
+        binds = new & (c > _CAP_AFTER) & (cap < e)
+        out = np.where(binds, surprise_log10(-10.0 * cap), score)
+        # The record keeps the strongest: a new onset replaces the weakest entry it beats.
+        weakest = top.argmin(axis=1)
+        row = np.arange(len(top))
+        enters = new & (e > top[row, weakest])
+        top[row[enters], weakest[enters]] = e[enters]
+        self.slabs["onset_top"][slots[enters]] = top[enters]
+        return out
 
     def _open(self, slot: int, name: str, start: float) -> AlertEvent:
         event = AlertEvent(alert_id(name, float(start)), name, float(start))

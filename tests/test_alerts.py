@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from detector.alerts import AlertConfig, AlertTracker, alert_id, onset_scores
+from detector.scoring import evidence_of_score, surprise_log10
 
 
 def _drive(scores: list[float], **kw) -> tuple[list[str], list, list]:
@@ -66,6 +67,7 @@ def test_bad_config() -> None:
 
 def _onsets(scores: list[float], **kw) -> list[float]:
     kw.setdefault("onset_step", 1.0)  # any new high is news, unless a test says otherwise
+    kw.setdefault("onset_cap", False)  # the episode rule alone, unless a test says otherwise
     tracker = AlertTracker(AlertConfig(**kw), ("a",), capacity=2)
     out = []
     for t, s in enumerate(scores):  # stream 1 stays silent: onsets are per stream
@@ -166,3 +168,54 @@ def test_onset_age_saturates_and_the_episode_still_ends() -> None:
     tracker.slabs["onset_age"][0] = np.iinfo(np.int32).max
     tracker.update(slot, ["pump"], np.array([2.0]), np.array([0.0]), one)
     assert 3 < tracker.slabs["onset_age"][0] <= np.iinfo(np.int32).max
+
+
+def _evidence(decades: float) -> float:
+    return float(surprise_log10(np.array(-decades)))
+
+
+def test_onset_cap_holds_a_repeated_event_to_the_streams_own_rate() -> None:
+    # A 20-decade burst every 300 readings of a quiet stream (0.5 decades between them; quiet
+    # 250 ends each episode before the next burst, which is each time an episode's onset).
+    scores = np.full(3000, _evidence(0.5))
+    at = np.arange(300, 3000, 300)
+    scores[at] = _evidence(20.0)
+    capped = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at])
+    plain = 10 * evidence_of_score(onset_scores(scores, AlertConfig(onset_cap=False))[at])
+    np.testing.assert_allclose(plain, 20.0)
+    # the first three are uncapped (c = 0, 1, 2); from the fourth on the stream has done it c > 2
+    # times in n readings: -log10(c / n), c counting at most its 8 strongest onsets
+    c = np.minimum(np.arange(len(at)), 8)
+    expect = np.where(c > 2, np.log10((at + 1) / np.maximum(c, 1)), 20.0)
+    np.testing.assert_allclose(capped, expect, rtol=1e-9)
+    assert AlertConfig().onset_cap
+
+
+def test_onset_cap_never_caps_the_streams_strongest_event_so_far() -> None:
+    scores = np.full(3000, _evidence(0.5))
+    at = np.arange(300, 3000, 300)
+    scores[at] = _evidence(20.0)
+    scores[at[-1]] = _evidence(40.0)  # a record: none of the earlier onsets is as strong
+    got = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at[-1]])
+    assert got == pytest.approx(40.0)
+
+
+def test_onset_cap_is_per_stream_and_leaves_alerts_alone() -> None:
+    # Stream 0 bursts routinely; stream 1 has one burst as strong, late: only stream 0's is capped.
+    n, at = 3000, np.arange(300, 3000, 300)
+    tracker = AlertTracker(AlertConfig(), ("a",), capacity=2)
+    plain = AlertTracker(AlertConfig(onset_cap=False), ("a",), capacity=2)
+    onsets, opened = np.zeros((n, 2)), [0, 0]
+    for t in range(n):
+        s = np.full(2, _evidence(0.5))
+        s[0] = _evidence(20.0) if t in at else s[0]
+        s[1] = _evidence(20.0) if t == at[-1] else s[1]
+        args = (np.array([0, 1]), ["pump", "fan"], np.array([t, t], float), s, np.ones((2, 1)))
+        _, o, _ = tracker.update(*args)
+        _, o_plain, _ = plain.update(*args)
+        opened[0] += len(o)
+        opened[1] += len(o_plain)
+        onsets[t] = tracker.slabs["onset"][[0, 1]]
+    assert 10 * evidence_of_score(onsets[at[-1], 0]) < 4.0
+    assert 10 * evidence_of_score(onsets[at[-1], 1]) == pytest.approx(20.0)
+    assert opened[0] == opened[1] == len(at) + 1  # every burst still opens its alert
