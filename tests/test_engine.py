@@ -201,6 +201,26 @@ def _restored_without(ckpt, tmp_path, prefix: str, slabs: int) -> tuple[dict, En
     return arrays, restored
 
 
+def test_snapshot_from_before_the_onset_cap_restores_its_record_empty(ckpt, tmp_path) -> None:
+    """A worker upgraded to the onset cap keeps its streams' alert state; their records start
+    empty, as a new stream's (the cap then binds later, never wrongly)."""
+    arrays = _fleet_snapshot(ckpt, tmp_path)
+    assert (arrays["extra_alerts_onset_n"] > 0).all()
+    old = {
+        k: v
+        for k, v in arrays.items()
+        if k not in ("extra_alerts_onset_top", "extra_alerts_onset_n")
+    }
+    np.savez(tmp_path / "old.npz", **old)
+    restored = _engine(ckpt)
+    assert restored.restore(tmp_path / "old.npz") == ["s0", "s1", "s2"]
+    assert (restored.alerts.slabs["onset_top"][:3] == 0).all()
+    assert (restored.alerts.slabs["onset_n"][:3] == 0).all()
+    np.testing.assert_array_equal(
+        restored.alerts.slabs["onset_age"][:3], arrays["extra_alerts_onset_age"]
+    )
+
+
 def test_snapshot_from_before_the_relations_test_restores_it_fresh(ckpt, tmp_path) -> None:
     """A worker upgraded to the relations test keeps its streams' other state."""
     # mean, covariance, count and the test's own tail
