@@ -69,6 +69,8 @@ class AlertConfig:
     # onset score: capped at -log10(c / n) where the stream has had c > 2 onsets at least as
     # strong in its n readings (see the module docstring)
     onset_cap: bool = True
+    # onset cap: count as precedents the onsets at least 1 / onset_step as strong (exploration)
+    onset_cap_tolerant: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:
@@ -234,7 +236,8 @@ class AlertTracker(Slabs):
         adds the ``new`` onsets, uncapped, to their streams' records."""
         top = self.slabs["onset_top"][slots]  # (B, _CAP_RECORD), a copy
         e = evidence_of_score(score)  # -log10(p) / 10
-        c = (top >= e[:, None]).sum(axis=1)  # the record's onsets at least as strong
+        bar = e / self.config.onset_step if self.config.onset_cap_tolerant else e
+        c = (top >= bar[:, None]).sum(axis=1)  # the record's onsets at least as strong
         with np.errstate(divide="ignore"):
             cap = np.log10(seen / np.maximum(c, 1)) / 10.0
         binds = new & (c > _CAP_AFTER) & (cap < e)
