@@ -191,13 +191,24 @@ def test_onset_cap_holds_a_repeated_event_to_the_streams_own_rate() -> None:
     assert AlertConfig().onset_cap
 
 
-def test_onset_cap_never_caps_the_streams_strongest_event_so_far() -> None:
+def test_onset_cap_never_caps_an_onset_clearly_stronger_than_its_precedents() -> None:
     scores = np.full(3000, _evidence(0.5))
     at = np.arange(300, 3000, 300)
     scores[at] = _evidence(20.0)
-    scores[at[-1]] = _evidence(40.0)  # a record: none of the earlier onsets is as strong
+    scores[at[-1]] = _evidence(31.0)  # > 1.5 x 20: none of the earlier onsets is a precedent
     got = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at[-1]])
-    assert got == pytest.approx(40.0)
+    assert got == pytest.approx(31.0)
+
+
+def test_onset_cap_counts_precedents_of_a_score_that_creeps_up() -> None:
+    # Each burst 5% stronger than the last: each is a new record by a hair, but the earlier
+    # ones are within onset_step (1.5) of it, so they are its precedents.
+    scores = np.full(3000, _evidence(0.5))
+    at = np.arange(300, 3000, 300)
+    scores[at] = [_evidence(12.0 * 1.05**k) for k in range(len(at))]
+    got = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at])
+    assert got[:3] == pytest.approx(12.0 * 1.05 ** np.arange(3))
+    assert (got[3:] < 3.0).all()  # log10(n / c) with c >= 3
 
 
 def test_onset_cap_is_per_stream_and_leaves_alerts_alone() -> None:
