@@ -54,9 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--warm",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=EvalSpec.warm,
         help="with --train/--test: a test stream that continues a training stream (same name, "
-        "later readings) goes on from the state its training readings left, not from a fresh one",
+        "later readings) goes on from the state its training readings left, as a running worker "
+        "would (default); --no-warm starts every test stream fresh",
     )
     p.add_argument("--report", help="directory for report.json and plots (default eval-<name>/)")
     engine_args(p)

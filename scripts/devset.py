@@ -421,7 +421,7 @@ def compare(
     keys = [(r, g) for r in roots for g in wanted if groups or (r / g).is_dir()]
     models = {k: _checkpoint(k[0], k[1], spec) for k in keys}
     tests = {k: read_dataset(k[0] / k[1] / "test") for k in keys}
-    # As `detector evaluate --train --test [--warm]` does: with `warm`, test streams continue
+    # As `detector evaluate --train --test [--no-warm]` does: with `warm`, test streams continue
     # their training streams.
     trains = {k: read_dataset(k[0] / k[1] / "train") if warm else [] for k in keys}
     injected = {

@@ -59,7 +59,7 @@ def test_evaluate_split_reports_ours_and_baselines(split, tmp_path) -> None:
     nab = lstm["nab_at_optimal_threshold"]["profiles"]["standard"]
     assert nab["windows"] == 6 and -100 <= nab["normalised"] <= 100
     assert report["settings"]["train"]["covariates"] == ["setpoint_0"]
-    assert report["settings"]["warm"] is False  # opt-in (--warm)
+    assert report["settings"]["warm"] is True  # the default (--no-warm: cold)
     assert list((tmp_path / "plots").glob("*.png"))
 
 
@@ -160,8 +160,8 @@ def test_a_continued_stream_scores_as_if_read_whole() -> None:
         assert (c.score[: FAST.timesteps] == 0).all() and (w.score[: FAST.timesteps] > 0).any()
 
 
-@pytest.mark.parametrize(("flag", "warm"), [([], False), (["--warm"], True)])
-def test_evaluate_warm_is_opt_in(flag: list[str], warm: bool) -> None:
+@pytest.mark.parametrize(("flag", "warm"), [([], True), (["--warm"], True), (["--no-warm"], False)])
+def test_evaluate_is_warm_unless_told_otherwise(flag: list[str], warm: bool) -> None:
     from detector.cli import build_parser
     from detector.cli_evaluate import _spec
 
