@@ -224,17 +224,16 @@ class AlertTracker(Slabs):
         s["onset_n"][slots] = seen
         onset = np.where(new, score, 0.0)
         if self.config.onset_cap and new.any():
-            onset = np.where(new, self._capped(slots, score, seen, new), 0.0)
+            i = np.flatnonzero(new)  # only onsets are capped: a wave's few, not all its slots
+            onset[i] = self._capped(slots[i], score[i], seen[i])
         s["onset"][slots] = onset
         s["onset_peak"][slots] = np.where(new, score, s["onset_peak"][slots])
         s["onset_age"][slots] = np.where(new, 0, age)
 
-    def _capped(
-        self, slots: np.ndarray, score: np.ndarray, seen: np.ndarray, new: np.ndarray
-    ) -> np.ndarray:
-        """``score`` held to the stream's record (``-log10(c / n)``, see the module docstring);
-        adds the ``new`` onsets, uncapped, to their streams' records."""
-        top = self.slabs["onset_top"][slots]  # (B, _CAP_RECORD), a copy
+    def _capped(self, slots: np.ndarray, score: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        """The onset ``score`` of each of ``slots`` held to its stream's record
+        (``-log10(c / n)``, see the module docstring); adds each, uncapped, to the record."""
+        top = self.slabs["onset_top"][slots]  # (k, _CAP_RECORD), a copy
         e = evidence_of_score(score)  # -log10(p) / 10
         # Precedents: the record's onsets not clearly weaker (by onset_step, the episode rule's
         # own measure of news), so a score that creeps up episode after episode, each onset a
@@ -242,12 +241,12 @@ class AlertTracker(Slabs):
         c = (top >= e[:, None] / self.config.onset_step).sum(axis=1)
         with np.errstate(divide="ignore"):
             cap = np.log10(seen / np.maximum(c, 1)) / 10.0
-        binds = new & (c > _CAP_AFTER) & (cap < e)
+        binds = (c > _CAP_AFTER) & (cap < e)
         out = np.where(binds, surprise_log10(-10.0 * cap), score)
         # The record keeps the strongest: a new onset replaces the weakest entry it beats.
         weakest = top.argmin(axis=1)
         row = np.arange(len(top))
-        enters = new & (e > top[row, weakest])
+        enters = e > top[row, weakest]
         top[row[enters], weakest[enters]] = e[enters]
         self.slabs["onset_top"][slots[enters]] = top[enters]
         return out
