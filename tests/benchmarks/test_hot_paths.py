@@ -10,6 +10,7 @@ import orjson
 import pytest
 import torch
 
+from detector.alerts import AlertConfig, AlertTracker
 from detector.bench.decode_bench import sample_records
 from detector.bench.engine_bench import MatmulBound
 from detector.bench.synthetic import synthetic_checkpoint
@@ -86,6 +87,25 @@ def test_repeats_test_cost_video128(benchmark, mode) -> None:
 
     score, contrib = benchmark(wave)
     assert score.shape == (B,) and np.isfinite(contrib).all()
+
+
+@pytest.mark.benchmark(group="alerts-onset-cap")
+@pytest.mark.parametrize("cap", [False, True])
+def test_alert_wave_onset_cap_cost(benchmark, cap) -> None:
+    """What the onset cap adds to the alert tracker's wave: scores of the usual sort (a few
+    onsets a wave, episodes ending every `quiet` readings), with the cap off and on."""
+    tracker = AlertTracker(AlertConfig(onset_cap=cap), ("a",), capacity=B)
+    rng = np.random.default_rng(0)
+    waves = [np.minimum(rng.gamma(1.0, 0.05, B), 0.99) for _ in range(4)]
+    slots, names, contrib = np.arange(B), [f"s{i}" for i in range(B)], np.ones((B, 1))
+    tick = iter(range(10**9))
+
+    def wave():
+        t = next(tick)
+        return tracker.update(slots, names, np.full(B, float(t)), waves[t % 4], contrib)
+
+    ids, _, _ = benchmark(wave)
+    assert len(ids) == B and (tracker.slabs["onset_n"] > 0).all()
 
 
 @pytest.mark.benchmark(group="engine")
