@@ -174,12 +174,18 @@ def _evidence(decades: float) -> float:
     return float(surprise_log10(np.array(-decades)))
 
 
-def test_onset_cap_holds_a_repeated_event_to_the_streams_own_rate() -> None:
-    # A 20-decade burst every 300 readings of a quiet stream (0.5 decades between them; quiet
-    # 250 ends each episode before the next burst, which is each time an episode's onset).
+def _bursting(decades) -> tuple[np.ndarray, np.ndarray]:
+    """3000 scores of a quiet stream (0.5 decades) with a burst of ``decades`` (one, or one per
+    burst) every 300 readings: quiet 250 ends each episode before the next burst, which is each
+    time an episode's onset. Returns the scores and the bursts' readings."""
     scores = np.full(3000, _evidence(0.5))
     at = np.arange(300, 3000, 300)
-    scores[at] = _evidence(20.0)
+    scores[at] = np.vectorize(_evidence)(np.broadcast_to(decades, at.shape))
+    return scores, at
+
+
+def test_onset_cap_holds_a_repeated_event_to_the_streams_own_rate() -> None:
+    scores, at = _bursting(20.0)
     capped = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at])
     plain = 10 * evidence_of_score(onset_scores(scores, AlertConfig(onset_cap=False))[at])
     np.testing.assert_allclose(plain, 20.0)
@@ -192,9 +198,7 @@ def test_onset_cap_holds_a_repeated_event_to_the_streams_own_rate() -> None:
 
 
 def test_onset_cap_never_caps_an_onset_clearly_stronger_than_its_precedents() -> None:
-    scores = np.full(3000, _evidence(0.5))
-    at = np.arange(300, 3000, 300)
-    scores[at] = _evidence(20.0)
+    scores, at = _bursting(20.0)
     scores[at[-1]] = _evidence(31.0)  # > 1.5 x 20: none of the earlier onsets is a precedent
     got = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at[-1]])
     assert got == pytest.approx(31.0)
@@ -203,9 +207,7 @@ def test_onset_cap_never_caps_an_onset_clearly_stronger_than_its_precedents() ->
 def test_onset_cap_counts_precedents_of_a_score_that_creeps_up() -> None:
     # Each burst 5% stronger than the last: each is a new record by a hair, but the earlier
     # ones are within onset_step (1.5) of it, so they are its precedents.
-    scores = np.full(3000, _evidence(0.5))
-    at = np.arange(300, 3000, 300)
-    scores[at] = [_evidence(12.0 * 1.05**k) for k in range(len(at))]
+    scores, at = _bursting(12.0 * 1.05 ** np.arange(9))
     got = 10 * evidence_of_score(onset_scores(scores, AlertConfig())[at])
     assert got[:3] == pytest.approx(12.0 * 1.05 ** np.arange(3))
     assert (got[3:] < 3.0).all()  # log10(n / c) with c >= 3
