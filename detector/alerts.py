@@ -71,6 +71,10 @@ class AlertConfig:
     # onset score: capped at -log10(c / n) where the stream has had c > 2 onsets about as
     # strong in its n readings (see the module docstring)
     onset_cap: bool = True
+    # opening: a lone anomalous reading (the first of its run) opens an alert only if its
+    # evidence, held to the stream's onset record as onsets are, still reaches open_at; a run of
+    # two opens as before (a routine blip the stream has shown before is not an alert)
+    lone_cap: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:
@@ -181,6 +185,12 @@ class AlertTracker(Slabs):
         active = was_active = s["active"][slots]
         cooling = s["cooldown"][slots]
         opening = ~active & (above >= cfg.min_duration) & (cooling == 0)
+        if cfg.lone_cap:
+            lone = np.flatnonzero(opening & (above == 1))
+            if len(lone):
+                seen = s["onset_n"][slots[lone]] + 1  # as _onset will count this reading
+                held = self._held(slots[lone], score[lone], seen)
+                opening[lone] = held >= cfg.open_at
         closing = active & (below >= cfg.clear_duration)
         active = (active | opening) & ~closing
         cooldown = np.where(closing, cfg.cooldown, np.maximum(cooling - 1, 0))
@@ -223,17 +233,19 @@ class AlertTracker(Slabs):
         seen = s["onset_n"][slots] + 1
         s["onset_n"][slots] = seen
         onset = np.where(new, score, 0.0)
-        if self.config.onset_cap and new.any():
+        if (self.config.onset_cap or self.config.lone_cap) and new.any():
             i = np.flatnonzero(new)  # only onsets are capped: a wave's few, not all its slots
-            onset[i] = self._capped(slots[i], score[i], seen[i])
+            held = self._recorded(slots[i], score[i], seen[i])
+            onset[i] = held if self.config.onset_cap else score[i]
         s["onset"][slots] = onset
         s["onset_peak"][slots] = np.where(new, score, s["onset_peak"][slots])
         s["onset_age"][slots] = np.where(new, 0, age)
 
-    def _capped(self, slots: np.ndarray, score: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        """The onset ``score`` of each of ``slots`` held to its stream's record
-        (``-log10(c / n)``, see the module docstring); adds each, uncapped, to the record."""
-        top = self.slabs["onset_top"][slots]  # (k, _CAP_RECORD), a copy
+    def _held(self, slots: np.ndarray, score: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        """``score`` of each of ``slots`` held to its stream's record: ``-log10(c / n)`` where
+        the stream has had ``c`` > 2 onsets about as strong in its ``n`` (``seen``) readings
+        (see the module docstring)."""
+        top = self.slabs["onset_top"][slots]  # (k, _CAP_RECORD)
         e = evidence_of_score(score)  # -log10(p) / 10
         # Precedents: the record's onsets not clearly weaker (by onset_step, the episode rule's
         # own measure of news), so a score that creeps up episode after episode, each onset a
@@ -242,7 +254,14 @@ class AlertTracker(Slabs):
         with np.errstate(divide="ignore"):
             cap = np.log10(seen / np.maximum(c, 1)) / 10.0
         binds = (c > _CAP_AFTER) & (cap < e)
-        out = np.where(binds, surprise_log10(-10.0 * cap), score)
+        return np.where(binds, surprise_log10(-10.0 * cap), score)
+
+    def _recorded(self, slots: np.ndarray, score: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        """The onset ``score`` of each of ``slots`` held to its stream's record (:meth:`_held`);
+        then adds each, uncapped, to the record."""
+        out = self._held(slots, score, seen)
+        top = self.slabs["onset_top"][slots]  # a copy
+        e = evidence_of_score(score)
         # The record keeps the strongest: a new onset replaces the weakest entry it beats.
         weakest = top.argmin(axis=1)
         row = np.arange(len(top))
