@@ -38,13 +38,22 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         default=AlertConfig.min_duration,
         help="anomalous readings in a row needed to open an alert",
     )
+    p.add_argument(
+        "--lone-cap",
+        action=argparse.BooleanOptionalAction,
+        default=AlertConfig.lone_cap,
+        help="a lone anomalous reading opens an alert only if it beats its stream's record",
+    )
     p.add_argument("--batch-size", type=int, default=4096, help="readings per engine batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     alerts = AlertConfig(
-        open_at=args.open_at, close_at=args.close_at, min_duration=args.min_duration
+        open_at=args.open_at,
+        close_at=args.close_at,
+        min_duration=args.min_duration,
+        lone_cap=args.lone_cap,
     )
     return EngineConfig(scorer=ScorerConfig(kind=args.scorer), alerts=alerts, device=args.device)
 

@@ -232,3 +232,59 @@ def test_onset_cap_is_per_stream_and_leaves_alerts_alone() -> None:
     assert 10 * evidence_of_score(onsets[at[-1], 0]) < 4.0
     assert 10 * evidence_of_score(onsets[at[-1], 1]) == pytest.approx(20.0)
     assert opened[0] == opened[1] == len(at) + 1  # every burst still opens its alert
+
+
+def _openings(scores: np.ndarray, config: AlertConfig) -> tuple[list[int], np.ndarray]:
+    """The readings at which alerts open on one stream, and its onset scores."""
+    tracker = AlertTracker(config, ("a",), capacity=1)
+    starts, onsets = [], np.zeros(len(scores))
+    for t, s in enumerate(scores.tolist()):
+        _, opened, _ = tracker.update(
+            np.zeros(1, np.int64), ["pump"], np.array([float(t)]), np.array([s]), np.ones((1, 1))
+        )
+        starts += [int(e.start) for e in opened]
+        onsets[t] = tracker.slabs["onset"][0]
+    return starts, onsets
+
+
+def test_lone_cap_stops_a_routine_blip_opening_alerts_but_not_a_run_of_two() -> None:
+    scores, at = _bursting(20.0)
+    scores[at[-1] + 1] = scores[at[-1]]  # the last burst lasts two readings
+    plain, plain_onsets = _openings(scores, AlertConfig())
+    starts, onsets = _openings(scores, AlertConfig(lone_cap=True))
+    assert plain == at.tolist()
+    # the first three bursts have no precedent (c <= 2); from the fourth on a lone burst claims
+    # at most log10(n / c) < 4 decades, under open_at's 5; the two-reading burst opens anyway
+    assert starts == at[:3].tolist() + [at[-1]]
+    np.testing.assert_array_equal(onsets, plain_onsets)  # onsets do not change
+
+
+def test_lone_cap_opens_on_a_blip_clearly_stronger_than_its_precedents() -> None:
+    scores, at = _bursting(20.0)
+    scores[at[-1]] = _evidence(31.0)  # > 1.5 x 20: the earlier bursts are not its precedents
+    starts, _ = _openings(scores, AlertConfig(lone_cap=True))
+    assert starts == at[:3].tolist() + [at[-1]]
+
+
+def test_lone_cap_keeps_the_record_with_the_onset_cap_off() -> None:
+    scores, at = _bursting(20.0)
+    starts, onsets = _openings(scores, AlertConfig(lone_cap=True, onset_cap=False))
+    assert starts == at[:3].tolist()
+    np.testing.assert_allclose(10 * evidence_of_score(onsets[at]), 20.0)  # onsets uncapped
+
+
+def test_lone_cap_is_per_stream() -> None:
+    # stream 0 blips routinely; stream 1 blips once, late, as strongly: its alert opens
+    n, at = 3000, np.arange(300, 3000, 300)
+    tracker = AlertTracker(AlertConfig(lone_cap=True), ("a",), capacity=2)
+    starts: dict[str, list[int]] = {"pump": [], "fan": []}
+    for t in range(n):
+        s = np.full(2, _evidence(0.5))
+        s[0] = _evidence(20.0) if t in at else s[0]
+        s[1] = _evidence(20.0) if t == at[-1] else s[1]
+        _, opened, _ = tracker.update(
+            np.array([0, 1]), ["pump", "fan"], np.array([t, t], float), s, np.ones((2, 1))
+        )
+        for e in opened:
+            starts[e.stream].append(int(e.start))
+    assert starts == {"pump": at[:3].tolist(), "fan": [at[-1]]}

@@ -190,3 +190,17 @@ def test_score_writes_one_row_per_reading_and_alerts(
     alerts = json.loads((tmp_path / "scores-alerts.json").read_text())
     flagged = {r.split(",")[6] for r in rows[1:] if r.split(",")[5] == "1"}
     assert flagged == {a["id"] for a in alerts}
+
+
+def test_engine_flags_reach_the_alert_rule() -> None:
+    import argparse
+
+    from detector.alerts import AlertConfig
+    from detector.cli_score import engine_args, engine_config
+
+    p = argparse.ArgumentParser()
+    engine_args(p)
+    assert engine_config(p.parse_args([])).alerts == AlertConfig()
+    alerts = engine_config(p.parse_args(["--lone-cap", "--min-duration", "2"])).alerts
+    assert alerts.lone_cap and alerts.min_duration == 2
+    assert not engine_config(p.parse_args(["--no-lone-cap"])).alerts.lone_cap
