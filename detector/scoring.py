@@ -202,6 +202,9 @@ class ScorerConfig:
     # (0 = off): a small shift that lasts, invisible in any single reading
     error_sustained: bool = True  # the sustained test on each target's |z| forecast error
     # too (needs `sustained`): a noise burst that doubles the error's spread while it lasts
+    relations_sustained: bool = False  # the sustained test on the reading's whitened
+    # innovation too (needs `relations` and `sustained`): a shift of a few noise sigmas in some
+    # channels, against how they move together, that no single reading shows
 
 
 class Scorer(Slabs):
@@ -346,6 +349,8 @@ class GaussianScorer(Scorer):
         | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_peak"}
         | {"esus_level", "esus_mean", "esus_var"}
         | {"esus_tail_rate", "esus_tail_excess", "esus_tail_n", "esus_tail_peak"}
+        | {"wsus_level", "wsus_mean", "wsus_var"}
+        | {"wsus_tail_rate", "wsus_tail_excess", "wsus_tail_n", "wsus_tail_peak"}
     )  # the repeats, relations and sustained tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
@@ -397,6 +402,16 @@ class GaussianScorer(Scorer):
                 "esus_tail_excess": np.full(n, _LOG10_E, np.float32),
                 "esus_tail_n": np.zeros(n, np.int32),
                 "esus_tail_peak": np.zeros(n, np.float32),
+            }
+        if self.config.relations_sustained and self.config.sustained and "rel_tri" in out:
+            out |= {  # as the sustained test's, over the whitened innovation's components
+                "wsus_level": np.zeros((n, t), np.float32),
+                "wsus_mean": np.zeros((n, t), np.float32),
+                "wsus_var": np.ones((n, t), np.float32),
+                "wsus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
+                "wsus_tail_excess": np.full(n, _LOG10_E, np.float32),
+                "wsus_tail_n": np.zeros(n, np.int32),
+                "wsus_tail_peak": np.zeros(n, np.float32),
             }
         if self.config.repeats:  # 12 bytes per target (float32: the windows' precision)
             out |= {
@@ -594,6 +609,38 @@ class GaussianScorer(Scorer):
         lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
         return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, "rel_", per_run=True)
 
+    def _whitened(self, slots: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """The reading's innovation ``L^-1 (x - mean)`` under the stream's own regularised
+        covariance ``L L^T`` (as the relations test reads it), ``(B, T)``; NaN rows where a
+        target is missing.
+
+        Components along the channels' shared movement (a season, a common load) stay
+        autocorrelated, so the sustained test's own spread of their average stays wide; the
+        rest is the channels' independent noise, whose average a lasting shift of a few noise
+        sigmas moves far. The Cholesky factor, unlike an eigenbasis, changes smoothly with the
+        covariance, so each component means the same from one reading to the next.
+        """
+        s = self.slabs
+        t = level.shape[1]
+        i, j = native.tri_indices(t)
+        cov = np.empty((len(level), t, t))
+        cov[:, i, j] = cov[:, j, i] = s["rel_tri"][slots]
+        diag = np.diagonal(cov, axis1=1, axis2=2)
+        cov += (_RELATIONS_RIDGE * diag + _RELATIONS_FLOOR)[:, :, None] * np.eye(t)
+        present = ~np.isnan(level).any(axis=1)
+        d = np.where(present[:, None], level - s["rel_mean"][slots], 0.0)
+        try:
+            factor = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:  # float32 rounding can leave a covariance not quite
+            # positive definite: load the diagonal further (no row raises the worker's error)
+            cov += (0.1 * diag + 1e-6)[:, :, None] * np.eye(t)
+            try:
+                factor = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                return np.full(level.shape, np.nan)  # no evidence this wave
+        white = np.linalg.solve(factor, d[:, :, None])[:, :, 0]
+        return np.where(present[:, None], white, np.nan)
+
     def _relations_numpy(
         self, slots: np.ndarray | slice, level: np.ndarray, z2: np.ndarray, c2: float
     ) -> np.ndarray:
@@ -701,6 +748,12 @@ class GaussianScorer(Scorer):
             # the error's spread for as long as it lasts, two sigmas in any single reading.
             log10_p = np.minimum(log10_p, self._sustained(slots, size, z2, alpha, "esus_"))
             tests += 1
+        if "wsus_level" in s and level is not None:
+            # Read before the relations test learns from this reading, as every test does.
+            white = self._whitened(slots, level)
+            lp = self._sustained(slots, white, np.zeros_like(white), alpha, "wsus_")
+            lp = np.where(s["rel_n"][slots] >= _RELATIONS_WARMUP, lp, 0.0)
+            log10_p, tests = np.minimum(log10_p, lp), tests + 1
         if "rel_tri" in s and level is not None:
             log10_p, tests = np.minimum(log10_p, self._relations(slots, level, z2)), tests + 1
         if cfg.repeats and level is not None:
