@@ -20,8 +20,9 @@ then updates them, so a reading never explains itself away.
   level (``level``, on by default), the recent average's distance from its own usual range
   (``sustained``, on), the recent average size of the forecast error against its own usual
   range (``error_sustained``, on), the reading against the stream's own covariance
-  (``relations``, on for 2 to 64 targets) and runs of exactly repeated readings (``repeats``, a
-  stuck sensor; opt-in).
+  (``relations``, on for 2 to 64 targets), the recent average of the reading's innovation
+  whitened by that covariance (``relations_sustained``, on with both) and runs of exactly
+  repeated readings (``repeats``, a stuck sensor).
 * :class:`LikelihoodScorer` (``likelihood``): NAB's anomaly likelihood (Ahmad et al., 2017) over
   the Gaussian evidence, as normal quantiles: its moving average over the last ``short`` readings,
   against the distribution of that moving average over the ``long`` readings before them.
@@ -181,6 +182,7 @@ class ScorerConfig:
     test results, disclosed in docs/accuracy.md). ``repeats`` alone was turned on in stage 10,
     under a rule written before fresh dev seeds 15-17 and confirmed on fresh seeds 18-20.
     ``horizon`` was measured in stage 11: 500, 1000 and 4000 each lost to 2000 on fresh seeds.
+    ``relations_sustained`` (stage 15) passed a rule written before fresh seeds 60-65.
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -202,7 +204,7 @@ class ScorerConfig:
     # (0 = off): a small shift that lasts, invisible in any single reading
     error_sustained: bool = True  # the sustained test on each target's |z| forecast error
     # too (needs `sustained`): a noise burst that doubles the error's spread while it lasts
-    relations_sustained: bool = False  # the sustained test on the reading's whitened
+    relations_sustained: bool = True  # the sustained test on the reading's whitened
     # innovation too (needs `relations` and `sustained`): a shift of a few noise sigmas in some
     # channels, against how they move together, that no single reading shows
 
@@ -560,10 +562,17 @@ class GaussianScorer(Scorer):
         s[prefix + "var"][slots] = np.where(present, (var + a * clipped * var) * (1.0 - a), var)
         return z2s, z2s.max(axis=1)
 
-    def _relations(self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray) -> np.ndarray:
+    def _relations(
+        self,
+        slots: np.ndarray,
+        level: np.ndarray,
+        z2: np.ndarray,
+        white: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Each row's ``log10 p (B,)`` of its reading's squared Mahalanobis distance from the
         stream's own mean under its own covariance (chi-square, one degree per target); adds
-        each target's share to ``z2`` and updates the state.
+        each target's share to ``z2``, writes the whitened innovation to ``white`` (``(B, T)``,
+        unless None; see :meth:`_whitened`) and updates the state.
 
         The level test reads each target alone against the training spread. A fault that breaks
         how the channels move together (a closed valve: flow falls while the pump's current
@@ -600,11 +609,14 @@ class GaussianScorer(Scorer):
                 floor_var=_RELATIONS_FLOOR,
                 c2=c2,
                 warmup=_RELATIONS_WARMUP,
+                white=white,
             )
             if self.native
             else None
         )
         if d2 is None:  # no C library, or arrays it does not take
+            if white is not None:
+                white[:] = self._whitened(slots, level)  # before the update below
             d2 = self._relations_numpy(slots, level, z2, c2)
         lp = log10_chi2_tail(np.maximum(d2, 0.0), np.full(len(d2), t))
         return calibrate_tail(s, slots, -lp, d2 >= 0.0, cfg, "rel_", per_run=True)
@@ -612,7 +624,8 @@ class GaussianScorer(Scorer):
     def _whitened(self, slots: np.ndarray, level: np.ndarray) -> np.ndarray:
         """The reading's innovation ``L^-1 (x - mean)`` under the stream's own regularised
         covariance ``L L^T`` (as the relations test reads it), ``(B, T)``; NaN rows where a
-        target is missing.
+        target is missing. The reference for the C relations pass, which computes it on the
+        way to its distance.
 
         Components along the channels' shared movement (a season, a common load) stay
         autocorrelated, so the sustained test's own spread of their average stays wide; the
@@ -631,13 +644,14 @@ class GaussianScorer(Scorer):
         d = np.where(present[:, None], level - s["rel_mean"][slots], 0.0)
         try:
             factor = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:  # float32 rounding can leave a covariance not quite
-            # positive definite: load the diagonal further (no row raises the worker's error)
-            cov += (0.1 * diag + 1e-6)[:, :, None] * np.eye(t)
-            try:
-                factor = np.linalg.cholesky(cov)
-            except np.linalg.LinAlgError:
-                return np.full(level.shape, np.nan)  # no evidence this wave
+        except np.linalg.LinAlgError:
+            # Float32 rounding can leave a row's covariance not quite positive definite: lift
+            # those rows' spectra, so one such stream costs no other its evidence.
+            least = np.linalg.eigvalsh(cov)[:, 0]
+            scale = diag.sum(axis=1) / t + 1e-12
+            lift = np.where(least < 1e-6 * scale, 1e-3 * scale - least, 0.0)
+            cov += lift[:, None, None] * np.eye(t)
+            factor = np.linalg.cholesky(cov)
         white = np.linalg.solve(factor, d[:, :, None])[:, :, 0]
         return np.where(present[:, None], white, np.nan)
 
@@ -748,14 +762,15 @@ class GaussianScorer(Scorer):
             # the error's spread for as long as it lasts, two sigmas in any single reading.
             log10_p = np.minimum(log10_p, self._sustained(slots, size, z2, alpha, "esus_"))
             tests += 1
-        if "wsus_level" in s and level is not None:
-            # Read before the relations test learns from this reading, as every test does.
-            white = self._whitened(slots, level)
-            lp = self._sustained(slots, white, np.zeros_like(white), alpha, "wsus_")
-            lp = np.where(s["rel_n"][slots] >= _RELATIONS_WARMUP, lp, 0.0)
-            log10_p, tests = np.minimum(log10_p, lp), tests + 1
         if "rel_tri" in s and level is not None:
-            log10_p, tests = np.minimum(log10_p, self._relations(slots, level, z2)), tests + 1
+            # The relations pass also gives the whitened innovation, from before its update.
+            white = np.empty(level.shape) if "wsus_level" in s else None
+            learnt = s["rel_n"][slots] >= _RELATIONS_WARMUP
+            lp = self._relations(slots, level, z2, white)
+            log10_p, tests = np.minimum(log10_p, lp), tests + 1
+            if white is not None:
+                lp = self._sustained(slots, white, np.zeros_like(white), alpha, "wsus_")
+                log10_p, tests = np.minimum(log10_p, np.where(learnt, lp, 0.0)), tests + 1
         if cfg.repeats and level is not None:
             # One test per target: the least p, Bonferroni over the targets.
             least = self._repeats(slots, level, z2, alpha) + np.log10(level.shape[1])

@@ -201,6 +201,18 @@ def _restored_without(ckpt, tmp_path, prefix: str, slabs: int) -> tuple[dict, En
     return arrays, restored
 
 
+def test_snapshot_from_before_the_whitened_sustained_test_starts_it_wide(ckpt, tmp_path) -> None:
+    """Its average starts at 0, where the innovation's mean is, and its variance at the
+    innovation's own (1): wider than an average's, so it learns before it can alert."""
+    _, restored = _restored_without(ckpt, tmp_path, "wsus_", 7)
+    slabs = restored.scorer.slabs
+    assert (slabs["wsus_level"][:3] == 0).all() and (slabs["wsus_mean"][:3] == 0).all()
+    assert (slabs["wsus_var"][:3] == 1).all()
+    feed = _fleet_feed()
+    out = restored.process(feed.stream, feed.timestamp + 1e6, feed.values)
+    assert np.isfinite(out.score).all()
+
+
 def test_snapshot_from_before_the_onset_cap_restores_its_record_empty(ckpt, tmp_path) -> None:
     """A worker upgraded to the onset cap keeps its streams' alert state; their records start
     empty, as a new stream's (the cap then binds later, never wrongly)."""

@@ -227,7 +227,8 @@ def test_native_relations_equal_numpy_up_to_the_widest(targets: int) -> None:
     for x in level:
         e = rng.normal(size=(4, targets))
         np.testing.assert_allclose(fast.score(slots, e, x)[0], ref.score(slots, e, x)[0], 1e-9)
-    for key in ("rel_mean", "rel_tri", "rel_n"):
+    # and the whitened innovation's sustained test, which the C pass feeds
+    for key in ("rel_mean", "rel_tri", "rel_n", "wsus_level", "wsus_mean", "wsus_var"):
         np.testing.assert_allclose(fast.slabs[key], ref.slabs[key], rtol=1e-6, atol=1e-9)
 
 
@@ -586,3 +587,55 @@ def test_repeats_start_from_the_training_datas_rate() -> None:
     assert np.mean(scores["training"] >= 0.5) < 0.01
     with pytest.raises(ValueError, match="repeat rates"):
         make_scorer(cfg, np.ones(2), 1, [rate])
+
+
+def _common_load_channels(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, 3)`` channels that move together with a common load (sd 1 to 1.5) under independent
+    noise of sd 0.1."""
+    load = rng.normal(0, 1, (n, 1)) * np.array([1.0, 1.2, 1.5])
+    return load + rng.normal(0, 0.1, (n, 3))
+
+
+def test_relations_sustained_flags_a_lasting_shift_of_a_few_noise_sigmas_in_one_channel() -> None:
+    # From row 1500 channel 0 sits 0.35 higher: 3.5 of its noise sds, but a third of its
+    # spread, so neither one reading (relations, level) nor channel 0's own average
+    # (sustained, 2 of its sds) stands out. Against how the channels move together it is a
+    # lasting break of 3 noise sds, which a 20-reading average shows as about 18.
+    level = _common_load_channels(np.random.default_rng(31), 1800)
+    level[1500:, 0] += 0.35
+    on, _ = _scores_with_level(level, relations_sustained=True)
+    off, _ = _scores_with_level(level, relations_sustained=False)
+    assert np.mean(off[1500:] >= 0.5) < 0.01
+    # one memory in, for over a hundred readings (then the test's own statistics and the tail's
+    # rate, learning from it, let it fade)
+    assert np.mean(on[1520:1640] >= 0.5) > 0.9
+    assert np.mean(on[300:1500] >= 0.5) < 0.01
+    assert ScorerConfig().relations_sustained  # on by default
+
+
+def test_relations_sustained_skips_a_reading_with_a_missing_value() -> None:
+    level = _common_load_channels(np.random.default_rng(32), 600)
+    level[400, 1] = np.nan
+    scorer = make_scorer(
+        ScorerConfig(**{**CFG.__dict__, "relations_sustained": True}), np.ones(3), 1
+    )
+    slot = np.zeros(1, np.int64)
+    before = None
+    for i, x in enumerate(level):
+        if i == 400:
+            before = scorer.slabs["wsus_level"][0].copy()
+        scorer.score(slot, np.zeros((1, 3)), x[None])
+        if i == 400:  # the smoothed innovation did not move
+            np.testing.assert_array_equal(scorer.slabs["wsus_level"][0], before)
+
+
+def test_relations_sustained_survives_a_covariance_rounding_left_indefinite() -> None:
+    scorer = make_scorer(
+        ScorerConfig(**{**CFG.__dict__, "relations_sustained": True}), np.ones(3), 2
+    )
+    slots = np.arange(2)
+    scorer.slabs["rel_tri"][0] = [1.0, 5.0, 1.0, 0.0, 0.0, 1.0]  # |corr| 5: not a covariance
+    white = scorer._whitened(slots, np.ones((2, 3)))
+    assert np.all(np.isfinite(white))  # the healthy stream keeps its evidence too
+    score, _ = scorer.score(slots, np.zeros((2, 3)), np.ones((2, 3)))
+    assert np.all(np.isfinite(score))

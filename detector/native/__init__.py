@@ -150,7 +150,7 @@ def _bind(path: Path) -> ctypes.CDLL:
         "detector_repeats": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, ptr, f64, f64, ptr, ptr],
         "detector_relations": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64]
         + [f64] * 5
-        + [i64, ptr, ptr],
+        + [i64, ptr, ptr, ptr],
         "detector_sustained": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, f64, f64, ptr, f64]
         + [ptr, ptr],
         "detector_scale": [ptr, i64, ptr, ptr, *rows, i64, i64, f64, ptr],
@@ -612,14 +612,16 @@ def relations(
     floor_var: float,
     c2: float,
     warmup: int,
+    white: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The scorer's relations test in one pass (see ``detector_relations`` in kernels.c):
     readings ``x (B, D)`` against slab rows ``slots`` of ``mean (capacity, D)``, ``cov
     (capacity, D (D + 1) / 2)`` (float32, the lower triangle packed by rows, as
     :func:`tri_indices` orders it) and ``count (capacity,)``, updated in place; adds each
     target's share to ``z2 (B, D)`` and returns each row's squared Mahalanobis distance
-    ``(B,)``, -1 where there is no evidence (a missing value, or not warm yet). ``None`` when
-    the library is unavailable or the arrays do not fit."""
+    ``(B,)``, -1 where there is no evidence (a missing value, or not warm yet); writes each
+    row's whitened innovation to ``white (B, D)`` unless it is None. ``None`` when the library
+    is unavailable or the arrays do not fit."""
     lib = library()
     batch, dim = x.shape
     fits = (
@@ -633,6 +635,10 @@ def relations(
         and mean.shape[1:] == (dim,)
         and cov.shape[1:] == (dim * (dim + 1) // 2,)
         and z2.shape == x.shape
+        and (
+            white is None
+            or (white.dtype == np.float64 and white.flags.c_contiguous and white.shape == x.shape)
+        )
     )
     if lib is None or not fits:
         return None
@@ -656,6 +662,7 @@ def relations(
         warmup,
         z2.ctypes.data,
         d2.ctypes.data,
+        None if white is None else white.ctypes.data,
     )
     return d2
 

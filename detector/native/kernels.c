@@ -218,12 +218,14 @@ void detector_repeats(const double *restrict x, int64_t ld_x, float *restrict la
  * cov = (cov + a dev dev^T)(1 - a), n += 1, in doubles. Slabs are contiguous: mean
  * (cap, dim) doubles, cov (cap, dim (dim + 1) / 2) floats, the lower triangle packed by rows
  * (element (i, j), j <= i, at i (i + 1) / 2 + j; floats: an EWMA needs no more), n (cap,);
- * rows as in detector_gaussian. */
+ * rows as in detector_gaussian. Unless `white` is NULL, it gets each row's whitened innovation
+ * L^-1 d (B, dim), from before the update (NaN for a reading with a missing value). */
 void detector_relations(const double *restrict x, int64_t ld_x, double *restrict mean,
                         float *restrict cov, int64_t *restrict count,
                         const int64_t *restrict rows, int64_t row0, int64_t batch, int64_t dim,
                         double prior, double horizon, double ridge, double floor_var, double c2,
-                        int64_t warmup, double *restrict z2, double *restrict d2) {
+                        int64_t warmup, double *restrict z2, double *restrict d2,
+                        double *restrict white) {
     double low[64 * 64], d[64], y[64]; /* 32 KiB of stack at most */
     for (int64_t b = 0; b < batch; b++) {
         const int64_t r = rows ? rows[b] : row0 + b;
@@ -234,6 +236,8 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
         for (int64_t j = 0; j < dim; j++) present &= xb[j] == xb[j];
         if (!present) {
             d2[b] = -1.0;
+            if (white)
+                for (int64_t j = 0; j < dim; j++) white[b * dim + j] = NAN;
             continue;
         }
         for (int64_t j = 0; j < dim; j++) d[j] = xb[j] - m[j];
@@ -256,6 +260,8 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
             y[i] = acc / low[i * dim + i];
             dist += y[i] * y[i];
         }
+        if (white)
+            for (int64_t j = 0; j < dim; j++) white[b * dim + j] = y[j];
         const int64_t n = count[r];
         if (n >= warmup) {
             for (int64_t i = dim - 1; i >= 0; i--) { /* L^T z = y, z in y */
