@@ -509,7 +509,8 @@ class GaussianScorer(Scorer):
         most ``_SUSTAINED_STEP`` of its sds, so a glitch is not a lasting shift) and reads the
         largest target's two-sided normal tail, Bonferroni over the targets (channels are often
         correlated, so their z are not added). ``prefix`` names the state: ``sus_`` for the
-        readings, ``esus_`` for the errors' |z| (``error_sustained``). Evidence after
+        readings, ``esus_`` for the errors' |z| (``error_sustained``), ``wsus_`` for the
+        whitened innovation (``relations_sustained``). Evidence after
         ``_SUSTAINED_WARMUP`` memories;
         a missing value neither moves the average nor is evidence. One C pass when
         :mod:`detector.native` is built; the NumPy below is the reference.
