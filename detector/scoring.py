@@ -331,6 +331,26 @@ _RELATIONS_FLOOR = 1e-4  # variance added to every target: 1% of the training sp
 _RELATIONS_RIDGE = 0.01  # and this share of each target's own variance (chosen on the dev set)
 
 
+_SUSTAINED_SLABS = ("level", "mean", "var", "tail_rate", "tail_excess", "tail_n", "tail_peak")
+
+
+def _sustained_slabs(prefix: str, n: int, t: int) -> dict[str, np.ndarray]:
+    """A sustained test's fresh state for ``n`` streams of ``t`` targets, named ``prefix...``:
+    the smoothed value (scaled units) and its own mean and variance, which know the stream's
+    autocorrelation (the scaler's N(0, 1) is their prior), and its own tail, as the error
+    test's (see calibrate_tail)."""
+    fresh = {
+        "level": np.zeros((n, t), np.float32),
+        "mean": np.zeros((n, t), np.float32),
+        "var": np.ones((n, t), np.float32),
+        "tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
+        "tail_excess": np.full(n, _LOG10_E, np.float32),
+        "tail_n": np.zeros(n, np.int32),
+        "tail_peak": np.zeros(n, np.float32),
+    }
+    return {prefix + k: v for k, v in fresh.items()}
+
+
 def _sidak(least: np.ndarray, tests: int) -> np.ndarray:
     """``log10`` of ``P[min of `tests` uniform p <= p] = 1 - (1 - p) ** tests`` from the least
     ``log10 p``: several tests, one answer, as likely as one test's ``p`` on normal data. Finite
@@ -347,12 +367,7 @@ class GaussianScorer(Scorer):
     added_later = frozenset(
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_tri", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
-        | {"sus_level", "sus_mean", "sus_var"}
-        | {"sus_tail_rate", "sus_tail_excess", "sus_tail_n", "sus_tail_peak"}
-        | {"esus_level", "esus_mean", "esus_var"}
-        | {"esus_tail_rate", "esus_tail_excess", "esus_tail_n", "esus_tail_peak"}
-        | {"wsus_level", "wsus_mean", "wsus_var"}
-        | {"wsus_tail_rate", "wsus_tail_excess", "wsus_tail_n", "wsus_tail_peak"}
+        | {p + k for p in ("sus_", "esus_", "wsus_") for k in _SUSTAINED_SLABS}
     )  # the repeats, relations and sustained tests
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
@@ -382,39 +397,14 @@ class GaussianScorer(Scorer):
                 "rel_tail_over": np.zeros(n, np.int8),  # a flag
             }
         if self.config.sustained:  # 12 bytes per target, 16 per stream (EWMAs: float32 will do)
-            out |= {
-                "sus_level": np.zeros((n, t), np.float32),  # the smoothed level, scaled units
-                "sus_mean": np.zeros((n, t), np.float32),  # its own mean and variance: they
-                "sus_var": np.ones((n, t), np.float32),  # know the stream's autocorrelation
-                # and its own tail, as the error test's (see calibrate_tail)
-                "sus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
-                "sus_tail_excess": np.full(n, _LOG10_E, np.float32),
-                "sus_tail_n": np.zeros(n, np.int32),
-                "sus_tail_peak": np.zeros(n, np.float32),
-            }
+            out |= _sustained_slabs("sus_", n, t)
         if self.config.sustained and self.config.error_sustained:  # as the sustained test's
             # Its statistics start at the scaler's N(0, 1), as the reading test's: far wider
             # than an average of independent errors' |z| varies, so a stream is learnt before
             # it can alert (starting at that narrower spread failed on a real background).
-            out |= {
-                "esus_level": np.zeros((n, t), np.float32),
-                "esus_mean": np.zeros((n, t), np.float32),
-                "esus_var": np.ones((n, t), np.float32),
-                "esus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
-                "esus_tail_excess": np.full(n, _LOG10_E, np.float32),
-                "esus_tail_n": np.zeros(n, np.int32),
-                "esus_tail_peak": np.zeros(n, np.float32),
-            }
+            out |= _sustained_slabs("esus_", n, t)
         if self.config.relations_sustained and self.config.sustained and "rel_tri" in out:
-            out |= {  # as the sustained test's, over the whitened innovation's components
-                "wsus_level": np.zeros((n, t), np.float32),
-                "wsus_mean": np.zeros((n, t), np.float32),
-                "wsus_var": np.ones((n, t), np.float32),
-                "wsus_tail_rate": np.full(n, 10.0**-_TAIL_AT, np.float32),
-                "wsus_tail_excess": np.full(n, _LOG10_E, np.float32),
-                "wsus_tail_n": np.zeros(n, np.int32),
-                "wsus_tail_peak": np.zeros(n, np.float32),
-            }
+            out |= _sustained_slabs("wsus_", n, t)  # over the whitened innovation's components
         if self.config.repeats:  # 12 bytes per target (float32: the windows' precision)
             out |= {
                 "rep_last": np.zeros((n, t), np.float32),  # the previous present reading,
