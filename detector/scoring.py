@@ -624,27 +624,36 @@ class GaussianScorer(Scorer):
         sigmas moves far. The Cholesky factor, unlike an eigenbasis, changes smoothly with the
         covariance, so each component means the same from one reading to the next.
         """
-        s = self.slabs
         t = level.shape[1]
-        i, j = native.tri_indices(t)
-        cov = np.empty((len(level), t, t))
-        cov[:, i, j] = cov[:, j, i] = s["rel_tri"][slots]
-        diag = np.diagonal(cov, axis1=1, axis2=2)
-        cov += (_RELATIONS_RIDGE * diag + _RELATIONS_FLOOR)[:, :, None] * np.eye(t)
-        present = ~np.isnan(level).any(axis=1)
-        d = np.where(present[:, None], level - s["rel_mean"][slots], 0.0)
+        cov, reg, d, present = self._relation_terms(slots, level)
         try:
-            factor = np.linalg.cholesky(cov)
+            factor = np.linalg.cholesky(reg)
         except np.linalg.LinAlgError:
             # Float32 rounding can leave a row's covariance not quite positive definite: lift
             # those rows' spectra, so one such stream costs no other its evidence.
-            least = np.linalg.eigvalsh(cov)[:, 0]
-            scale = diag.sum(axis=1) / t + 1e-12
+            least = np.linalg.eigvalsh(reg)[:, 0]
+            scale = np.diagonal(cov, axis1=1, axis2=2).sum(axis=1) / t + 1e-12
             lift = np.where(least < 1e-6 * scale, 1e-3 * scale - least, 0.0)
-            cov += lift[:, None, None] * np.eye(t)
-            factor = np.linalg.cholesky(cov)
+            factor = np.linalg.cholesky(reg + lift[:, None, None] * np.eye(t))
         white = np.linalg.solve(factor, d[:, :, None])[:, :, 0]
         return np.where(present[:, None], white, np.nan)
+
+    def _relation_terms(
+        self, slots: np.ndarray | slice, level: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the relations test reads, in NumPy: each row's covariance ``(B, T, T)``
+        (computed whole and in doubles, stored packed in floats), the same regularised as
+        ``detector_relations`` does, the reading's deviation from the stream's mean (0 where a
+        target is missing) and which rows have every target."""
+        t = level.shape[1]
+        i, j = native.tri_indices(t)
+        cov = np.empty((len(level), t, t))
+        cov[:, i, j] = cov[:, j, i] = self.slabs["rel_tri"][slots]
+        diag = np.diagonal(cov, axis1=1, axis2=2)
+        reg = cov + (_RELATIONS_RIDGE * diag + _RELATIONS_FLOOR)[:, :, None] * np.eye(t)
+        present = ~np.isnan(level).any(axis=1)
+        d = np.where(present[:, None], level - self.slabs["rel_mean"][slots], 0.0)
+        return cov, reg, d, present
 
     def _relations_numpy(
         self, slots: np.ndarray | slice, level: np.ndarray, z2: np.ndarray, c2: float
@@ -655,12 +664,7 @@ class GaussianScorer(Scorer):
         t = level.shape[1]
         mean, n = s["rel_mean"][slots], s["rel_n"][slots]
         i, j = native.tri_indices(t)
-        cov = np.empty((len(level), t, t))  # computed whole and in doubles, stored packed in floats
-        cov[:, i, j] = cov[:, j, i] = s["rel_tri"][slots]
-        present = ~np.isnan(level).any(axis=1)
-        d = np.where(present[:, None], level - mean, 0.0)
-        diag = np.diagonal(cov, axis1=1, axis2=2)
-        reg = cov + (_RELATIONS_RIDGE * diag + _RELATIONS_FLOOR)[:, :, None] * np.eye(t)
+        cov, reg, d, present = self._relation_terms(slots, level)
         z = np.linalg.solve(reg, d[:, :, None])[:, :, 0]  # reg^-1 d
         d2 = np.maximum((d * z).sum(axis=1), 0.0)
         warm = present & (n >= _RELATIONS_WARMUP)
