@@ -207,6 +207,9 @@ class ScorerConfig:
     relations_sustained: bool = True  # the sustained test on the reading's whitened
     # innovation too (needs `relations` and `sustained`): a shift of a few noise sigmas in some
     # channels, against how they move together, that no single reading shows
+    sustained_beyond: float = 1.0  # how much a smoothed value beyond the sustained test's clip
+    # teaches its spread, as a share of what one at the clip does (1: all; 0: nothing): the
+    # lower, the longer a lasting fault keeps its evidence (see GaussianScorer._sustained)
 
 
 class Scorer(Slabs):
@@ -510,7 +513,14 @@ class GaussianScorer(Scorer):
         state = s[prefix + "level"], s[prefix + "mean"], s[prefix + "var"]
         fast = (
             native.sustained(
-                level, *state, slots, alpha, cfg.sustained, _SUSTAINED_STEP, _SUSTAINED_CLIP
+                level,
+                *state,
+                slots,
+                alpha,
+                cfg.sustained,
+                _SUSTAINED_STEP,
+                _SUSTAINED_CLIP,
+                cfg.sustained_beyond,
             )
             if self.native
             else None
@@ -546,11 +556,13 @@ class GaussianScorer(Scorer):
         smooth = np.where(present, smooth + move, smooth)
         z2s = np.where(present, np.square(smooth - mean) / var, 0.0)
         a = alpha[:, None]
-        clipped = np.minimum(z2s, _SUSTAINED_CLIP**2)
+        c2 = _SUSTAINED_CLIP**2
+        clipped = np.minimum(z2s, c2)
         delta = np.sign(smooth - mean) * np.sqrt(clipped * var)
+        taught = np.where(z2s < c2, z2s, 1.0 + cfg.sustained_beyond * (c2 - 1.0))
         s[prefix + "level"][slots] = smooth
         s[prefix + "mean"][slots] = np.where(present, mean + a * delta, mean)
-        s[prefix + "var"][slots] = np.where(present, (var + a * clipped * var) * (1.0 - a), var)
+        s[prefix + "var"][slots] = np.where(present, (var + a * taught * var) * (1.0 - a), var)
         return z2s, z2s.max(axis=1)
 
     def _relations(

@@ -152,7 +152,7 @@ def _bind(path: Path) -> ctypes.CDLL:
         + [f64] * 5
         + [i64, ptr, ptr, ptr],
         "detector_sustained": [ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, f64, f64, ptr, f64]
-        + [ptr, ptr],
+        + [f64, ptr, ptr],
         "detector_scale": [ptr, i64, ptr, ptr, *rows, i64, i64, f64, ptr],
         "detector_unscale": [ptr, i64, ptr, ptr, *rows, i64, i64, ptr],
         "detector_errors": [ptr, i64, ptr, ptr, ptr, *rows, i64, i64, ptr, ptr],
@@ -677,11 +677,13 @@ def sustained(
     memory: float,
     max_step: float,
     clip: float,
+    beyond: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The scorer's sustained test in one pass (see ``detector_sustained`` in kernels.c):
     readings ``x (B, D)`` against slab rows ``slots`` of ``smooth``, ``mean`` and ``var
     (capacity, D)`` (float32), updated in place at rates ``alpha (B,)``; a reading moves its
-    average by at most ``max_step`` of the average's own sds. Returns ``z2 (B, D)``
+    average by at most ``max_step`` of the average's own sds, and an average beyond ``clip``
+    sigmas teaches the variance ``beyond`` of what one at the clip would. Returns ``z2 (B, D)``
     and each row's largest ``(B,)``; ``None`` when the library is unavailable or the arrays do
     not fit."""
     lib = library()
@@ -714,6 +716,7 @@ def sustained(
         max_step,
         alpha.ctypes.data,
         clip,
+        beyond,
         z2.ctypes.data,
         zmax.ctypes.data,
     )

@@ -294,14 +294,15 @@ void detector_relations(const double *restrict x, int64_t ld_x, double *restrict
  *   smooth += (x - smooth) / memory, that move clamped to +-max_step sqrt(var);
  *   z2 = (smooth - mean)^2 / var (0 where x is missing);
  *   then, with z2 clipped at clip^2 and dev its signed root times sqrt(var),
- *   mean += a dev, var = (var + a clipped z2 var)(1 - a), a = alpha[b].
+ *   mean += a dev, var = (var + a v var)(1 - a), a = alpha[b], with v = z2 up to clip^2 and
+ *   v = 1 + beyond (clip^2 - 1) beyond it (beyond = 1: the clipped z2).
  * Writes z2 (B, D) and each row's largest z2 to zmax (B,). A missing value changes nothing. */
 void detector_sustained(const double *restrict x, int64_t ld_x, float *restrict smooth,
                         float *restrict mean, float *restrict var, const int64_t *restrict rows,
                         int64_t row0, int64_t batch, int64_t dim, double memory,
                         double max_step, const double *restrict alpha, double clip,
-                        double *restrict z2, double *restrict zmax) {
-    const double c2 = clip * clip;
+                        double beyond, double *restrict z2, double *restrict zmax) {
+    const double c2 = clip * clip, far = 1.0 + beyond * (c2 - 1.0);
     for (int64_t b = 0; b < batch; b++) {
         const int64_t r = rows ? rows[b] : row0 + b;
         const double *xb = x + b * ld_x;
@@ -323,7 +324,7 @@ void detector_sustained(const double *restrict x, int64_t ld_x, float *restrict 
             top = q > top ? q : top;
             s[j] = (float)sm;
             m[j] = (float)(mj + a * (dev > 0.0 ? step : dev < 0.0 ? -step : 0.0));
-            v[j] = (float)((vj + a * c * vj) * (1.0 - a));
+            v[j] = (float)((vj + a * (q < c2 ? q : far) * vj) * (1.0 - a));
         }
         zmax[b] = top;
     }
