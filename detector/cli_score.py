@@ -17,6 +17,7 @@ from detector.alerts import AlertConfig
 from detector.checkpoint import load_checkpoint
 from detector.csvio import PRESETS, read_dataset
 from detector.engine import STATUS, BatchResult, Engine, EngineConfig
+from detector.errors import ConfigError
 from detector.feed import Feed, interleave
 from detector.scoring import SCORERS, ScorerConfig
 
@@ -44,6 +45,13 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         default=AlertConfig.lone_cap,
         help="a lone anomalous reading opens an alert only if it beats its stream's record",
     )
+    p.add_argument(
+        "--sustained-beyond",
+        type=float,
+        default=ScorerConfig.sustained_beyond,
+        help="how much a sustained test's value beyond its clip teaches its spread, 0..1 "
+        "(lower: a lasting fault keeps its evidence longer)",
+    )
     p.add_argument("--batch-size", type=int, default=4096, help="readings per engine batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
@@ -55,7 +63,10 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         min_duration=args.min_duration,
         lone_cap=args.lone_cap,
     )
-    return EngineConfig(scorer=ScorerConfig(kind=args.scorer), alerts=alerts, device=args.device)
+    if not 0.0 <= args.sustained_beyond <= 1.0:
+        raise ConfigError(f"--sustained-beyond must be in 0..1, got {args.sustained_beyond}")
+    scorer = ScorerConfig(kind=args.scorer, sustained_beyond=args.sustained_beyond)
+    return EngineConfig(scorer=scorer, alerts=alerts, device=args.device)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

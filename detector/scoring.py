@@ -183,6 +183,8 @@ class ScorerConfig:
     under a rule written before fresh dev seeds 15-17 and confirmed on fresh seeds 18-20.
     ``horizon`` was measured in stage 11: 500, 1000 and 4000 each lost to 2000 on fresh seeds.
     ``relations_sustained`` (stage 15) passed a rule written before fresh seeds 60-65.
+    ``sustained_beyond`` 0.25 (stage 16, chosen on used seeds 60-65) failed its rule on fresh
+    seeds 66-71 (``skab_free`` fell 0.011, the guard allowed 0.010), so it is opt-in at 1.
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -498,14 +500,19 @@ class GaussianScorer(Scorer):
         depends on the stream's autocorrelation, so the test does not assume it: it keeps the
         smoothed level's own running mean and variance (the scaler's N(0, 1) is their prior,
         updated at the error statistics' pace, with deviations clipped at ``_SUSTAINED_CLIP``
-        sigmas so a lasting fault inflates them slowly; one reading moves the average by at
-        most ``_SUSTAINED_STEP`` of its sds, so a glitch is not a lasting shift) and reads the
-        largest target's two-sided normal tail, Bonferroni over the targets (channels are often
-        correlated, so their z are not added). ``prefix`` names the state: ``sus_`` for the
-        readings, ``esus_`` for the errors' |z| (``error_sustained``), ``wsus_`` for the
-        whitened innovation (``relations_sustained``). Evidence after
-        ``_SUSTAINED_WARMUP`` memories;
-        a missing value neither moves the average nor is evidence. One C pass when
+        sigmas; one reading moves the average by at most ``_SUSTAINED_STEP`` of its sds, so a
+        glitch is not a lasting shift) and reads the largest target's two-sided normal tail,
+        Bonferroni over the targets (channels are often correlated, so their z are not added).
+        ``prefix`` names the state: ``sus_`` for the readings, ``esus_`` for the errors' |z|
+        (``error_sustained``), ``wsus_`` for the whitened innovation (``relations_sustained``).
+        An average beyond the clip updates the variance as ``1 + sustained_beyond (clip^2 - 1)``
+        squared sigmas would: at the default 1, as one at the clip, so a lasting fault
+        multiplies the variance by ``1 + 8 alpha`` per reading (doubling it every
+        ``0.09 / alpha`` readings) and fades its own evidence within a few hundred; lower, it
+        lasts longer, and a slow drift the mean (moving ``clip`` sds per ``1 / alpha`` readings
+        at most) cannot follow alerts longer too. Evidence after
+        ``_SUSTAINED_WARMUP`` memories; a missing value neither moves the average nor is
+        evidence. One C pass when
         :mod:`detector.native` is built; the NumPy below is the reference.
         """
         s, cfg = self.slabs, self.config

@@ -192,11 +192,12 @@ def test_score_writes_one_row_per_reading_and_alerts(
     assert flagged == {a["id"] for a in alerts}
 
 
-def test_engine_flags_reach_the_alert_rule() -> None:
+def test_engine_flags_reach_the_alert_rule_and_the_scorer() -> None:
     import argparse
 
     from detector.alerts import AlertConfig
     from detector.cli_score import engine_args, engine_config
+    from detector.errors import ConfigError
 
     p = argparse.ArgumentParser()
     engine_args(p)
@@ -204,3 +205,7 @@ def test_engine_flags_reach_the_alert_rule() -> None:
     alerts = engine_config(p.parse_args(["--lone-cap", "--min-duration", "2"])).alerts
     assert alerts.lone_cap and alerts.min_duration == 2
     assert not engine_config(p.parse_args(["--no-lone-cap"])).alerts.lone_cap
+    scorer = engine_config(p.parse_args(["--sustained-beyond", "0.25"])).scorer
+    assert scorer.sustained_beyond == 0.25
+    with pytest.raises(ConfigError, match="sustained-beyond must be in 0..1"):
+        engine_config(p.parse_args(["--sustained-beyond", "1.5"]))

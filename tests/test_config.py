@@ -146,6 +146,9 @@ def test_each_error_names_its_key() -> None:
         "worker.checkpoint_interval_s=0": "worker.checkpoint_interval_s: must be > 0, got 0.0",
         "engine.gap_s=-1": "engine.gap_s: must be > 0, got -1.0",
         "engine.missing_score=nan": "engine.missing_score: not a number: 'nan'",
+        "engine.scorer.sustained_beyond=2": (
+            "engine.scorer.sustained_beyond: must be in [0, 1], got 2.0"
+        ),
         "model.device=tpu": "model.device: must be one of auto, cpu, cuda or cuda:N, got 'tpu'",
         "engine.scorer.kind=zscore": (
             "engine.scorer.kind: must be one of gaussian, likelihood, got 'zscore'"

@@ -506,6 +506,22 @@ def test_error_sustained_learns_autocorrelated_errors_and_routine_command_flags(
     assert share[True] <= share[False] + 0.003
 
 
+def test_sustained_beyond_keeps_a_lasting_shift_in_evidence_longer() -> None:
+    # From row 700 to 1100 the reading sits 1.5 of its sds higher: invisible to the level test
+    # (p ~ 0.1), about 9 sds of the 20-reading average. Taught in full, the average's spread
+    # doubles every few dozen readings of the shift and the evidence is gone within 100; taught
+    # a quarter, it lasts about 200; taught nothing, all 400. Before and after, no alert.
+    level = np.random.default_rng(41).normal(0, 1, (1600, 1))
+    level[700:1100, 0] += 1.5
+    held = {w: _scores_with_level(level, sustained_beyond=w)[0] >= 0.3 for w in (1.0, 0.25, 0.0)}
+    assert held[1.0][720:800].mean() < 0.8 and not held[1.0][800:1100].any()
+    assert held[0.25][720:900].mean() > 0.95 and held[0.25][900:1100].mean() < 0.5
+    assert held[0.0][720:1100].mean() > 0.95
+    for h in held.values():
+        assert not h[100:700].any() and h[1150:].mean() < 0.01
+    assert ScorerConfig().sustained_beyond == 1.0  # failed its dev-set rule: opt-in
+
+
 def test_sustained_off_keeps_no_state() -> None:
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": 0}), np.ones(3), 4)
     assert not any(k.startswith("sus_") for k in off.slabs)
@@ -517,13 +533,14 @@ def test_sustained_off_keeps_no_state() -> None:
     assert on.slabs["sus_var"].dtype == np.float32  # 12 bytes per target: see performance.md
 
 
-@pytest.mark.parametrize("shuffled", [False, True])
-def test_native_sustained_pass_equals_the_numpy_reference(shuffled: bool) -> None:
+@pytest.mark.parametrize("shuffled,beyond", [(False, 1.0), (True, 1.0), (True, 0.25)])
+def test_native_sustained_pass_equals_the_numpy_reference(shuffled: bool, beyond: float) -> None:
     rng = np.random.default_rng(24)
     level = rng.normal(size=(400, 4, 5))
     level[250:, 1, 2] += 3.0  # a shift, so the clip is used
     level[100:120, 3, 0] = np.nan
-    cfg = ScorerConfig(**{**CFG.__dict__, "error_sustained": True})  # both passes
+    # both passes, and the spread's lesson beyond the clip at its default and below it
+    cfg = ScorerConfig(**{**CFG.__dict__, "error_sustained": True, "sustained_beyond": beyond})
     fast, ref = (make_scorer(cfg, np.ones(5), 4) for _ in range(2))
     ref.native = False
     slots = np.array([2, 0, 3, 1]) if shuffled else np.arange(4)
