@@ -57,15 +57,18 @@ def engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
-    alerts = AlertConfig(
-        open_at=args.open_at,
-        close_at=args.close_at,
-        min_duration=args.min_duration,
-        lone_cap=args.lone_cap,
-    )
-    if not 0.0 <= args.sustained_beyond <= 1.0:
-        raise ConfigError(f"--sustained-beyond must be in 0..1, got {args.sustained_beyond}")
-    scorer = ScorerConfig(kind=args.scorer, sustained_beyond=args.sustained_beyond)
+    """The engine settings the flags name; a combination the settings refuse is a
+    :class:`ConfigError` (one line from the CLI, not a traceback)."""
+    try:
+        alerts = AlertConfig(
+            open_at=args.open_at,
+            close_at=args.close_at,
+            min_duration=args.min_duration,
+            lone_cap=args.lone_cap,
+        )
+        scorer = ScorerConfig(kind=args.scorer, sustained_beyond=args.sustained_beyond)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return EngineConfig(scorer=scorer, alerts=alerts, device=args.device)
 
 

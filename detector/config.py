@@ -232,7 +232,7 @@ _RULES: list[tuple[Check, str]] = [
     (_at_least(1), "engine.scorer.tail_events"),
     (_device, "model.device engine.device"),
     (_one_of(*SCORERS), "engine.scorer.kind"),
-    (_unit, "engine.missing_score engine.scorer.sustained_beyond"),
+    (_unit, "engine.missing_score"),
     (_port, "metrics.port"),
     (_between(0, 100), "metrics.top_streams"),
     (_own_options, "kafka.client_options"),

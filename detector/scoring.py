@@ -213,6 +213,10 @@ class ScorerConfig:
     # teaches its spread, as a share of what one at the clip does (1: all; 0: nothing): the
     # lower, the longer a lasting fault keeps its evidence (see GaussianScorer._sustained)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sustained_beyond <= 1.0:
+            raise ValueError(f"sustained_beyond must be in 0..1, got {self.sustained_beyond}")
+
 
 class Scorer(Slabs):
     """Base: per-slot statistics (see :class:`Slabs`); subclasses implement ``score``."""

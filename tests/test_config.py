@@ -146,9 +146,6 @@ def test_each_error_names_its_key() -> None:
         "worker.checkpoint_interval_s=0": "worker.checkpoint_interval_s: must be > 0, got 0.0",
         "engine.gap_s=-1": "engine.gap_s: must be > 0, got -1.0",
         "engine.missing_score=nan": "engine.missing_score: not a number: 'nan'",
-        "engine.scorer.sustained_beyond=2": (
-            "engine.scorer.sustained_beyond: must be in [0, 1], got 2.0"
-        ),
         "model.device=tpu": "model.device: must be one of auto, cpu, cuda or cuda:N, got 'tpu'",
         "engine.scorer.kind=zscore": (
             "engine.scorer.kind: must be one of gaussian, likelihood, got 'zscore'"
@@ -163,6 +160,10 @@ def test_each_error_names_its_key() -> None:
 def test_post_init_errors_reported_with_section() -> None:
     errors = _errors(None, env={}, overrides=["model.path=/m.pt", "engine.alerts.close_at=0.9"])
     assert errors == ["engine.alerts: need 0 <= close_at (0.9) <= open_at (0.5) <= 1"]
+    errors = _errors(
+        None, env={}, overrides=["model.path=/m.pt", "engine.scorer.sustained_beyond=2"]
+    )
+    assert errors == ["engine.scorer: sustained_beyond must be in 0..1, got 2.0"]
     errors = _errors(None, env={}, overrides=["model.path=/m.pt", "kafka.session_timeout_ms=2000"])
     assert errors == ["kafka: heartbeat_interval_ms (3000) must be below session_timeout_ms (2000)"]
 

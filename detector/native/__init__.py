@@ -683,7 +683,7 @@ def sustained(
     readings ``x (B, D)`` against slab rows ``slots`` of ``smooth``, ``mean`` and ``var
     (capacity, D)`` (float32), updated in place at rates ``alpha (B,)``; a reading moves its
     average by at most ``max_step`` of the average's own sds, and an average beyond ``clip``
-    sigmas teaches the variance ``beyond`` of what one at the clip would. Returns ``z2 (B, D)``
+    sigmas grows the variance ``beyond`` as much as one at the clip would. Returns ``z2 (B, D)``
     and each row's largest ``(B,)``; ``None`` when the library is unavailable or the arrays do
     not fit."""
     lib = library()
