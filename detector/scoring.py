@@ -184,7 +184,7 @@ class ScorerConfig:
     ``horizon`` was measured in stage 11: 500, 1000 and 4000 each lost to 2000 on fresh seeds.
     ``relations_sustained`` (stage 15) passed a rule written before fresh seeds 60-65.
     ``sustained_beyond`` 0.25 (stage 16, chosen on used seeds 60-65) failed its rule on fresh
-    seeds 66-71 (``skab_free`` fell 0.011, the guard allowed 0.010), so it is opt-in at 1.
+    seeds 66-71 (``skab_free`` fell 0.011, the guard allowed 0.010), so it stays 1 (opt-in).
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -514,9 +514,8 @@ class GaussianScorer(Scorer):
         multiplies the variance by ``1 + 8 alpha`` per reading (doubling it every
         ``0.09 / alpha`` readings) and fades its own evidence within a few hundred; lower, it
         lasts longer, and a slow drift the mean (moving ``clip`` sds per ``1 / alpha`` readings
-        at most) cannot follow alerts longer too. Evidence after
-        ``_SUSTAINED_WARMUP`` memories; a missing value neither moves the average nor is
-        evidence. One C pass when
+        at most) cannot follow alerts longer too. Evidence after ``_SUSTAINED_WARMUP`` memories;
+        a missing value neither moves the average nor is evidence. One C pass when
         :mod:`detector.native` is built; the NumPy below is the reference.
         """
         s, cfg = self.slabs, self.config
