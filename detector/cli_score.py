@@ -49,8 +49,15 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         "--sustained-beyond",
         type=float,
         default=ScorerConfig.sustained_beyond,
-        help="how much a sustained test's value beyond its clip teaches its spread, 0..1 "
-        "(lower: a lasting fault keeps its evidence longer)",
+        help="how much the readings' sustained test's value beyond its clip teaches its "
+        "spread, 0..1 (lower: a lasting fault keeps its evidence longer, a slow drift alerts "
+        "longer too)",
+    )
+    p.add_argument(
+        "--residual-beyond",
+        type=float,
+        default=ScorerConfig.residual_beyond,
+        help="the same for the sustained tests on the error's size and the whitened innovation",
     )
     p.add_argument("--batch-size", type=int, default=4096, help="readings per engine batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -66,7 +73,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
             min_duration=args.min_duration,
             lone_cap=args.lone_cap,
         )
-        scorer = ScorerConfig(kind=args.scorer, sustained_beyond=args.sustained_beyond)
+        scorer = ScorerConfig(
+            kind=args.scorer,
+            sustained_beyond=args.sustained_beyond,
+            residual_beyond=args.residual_beyond,
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return EngineConfig(scorer=scorer, alerts=alerts, device=args.device)

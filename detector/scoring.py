@@ -211,11 +211,23 @@ class ScorerConfig:
     # channels, against how they move together, that no single reading shows
     sustained_beyond: float = 1.0  # how much a smoothed value beyond the sustained test's clip
     # teaches its spread, as a share of what one at the clip does (1: all; 0: nothing): the
-    # lower, the longer a lasting fault keeps its evidence (see GaussianScorer._sustained)
+    # lower, the longer a lasting fault keeps its evidence (see GaussianScorer._sustained).
+    # This one is the readings' test: normal readings drift (a warming room), and their
+    # average's spread must grow to let the drift through.
+    residual_beyond: float = 1.0  # the same for the two tests on residuals, the error's size
+    # and the whitened innovation: a forecaster and a covariance that follow the stream leave
+    # them no drift, so a lasting excursion there is a fault and can keep its evidence
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.sustained_beyond <= 1.0:
-            raise ValueError(f"sustained_beyond must be in 0..1, got {self.sustained_beyond}")
+        for name in ("sustained_beyond", "residual_beyond"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in 0..1, got {value}")
+
+    def beyond(self, prefix: str) -> float:
+        """The share of the clip's lesson an average beyond it teaches, for the sustained test
+        on ``prefix``'s state (``sus_``: readings; ``esus_``, ``wsus_``: residuals)."""
+        return self.sustained_beyond if prefix == "sus_" else self.residual_beyond
 
 
 class Scorer(Slabs):
@@ -509,12 +521,13 @@ class GaussianScorer(Scorer):
         Bonferroni over the targets (channels are often correlated, so their z are not added).
         ``prefix`` names the state: ``sus_`` for the readings, ``esus_`` for the errors' |z|
         (``error_sustained``), ``wsus_`` for the whitened innovation (``relations_sustained``).
-        An average beyond the clip updates the variance as ``1 + sustained_beyond (clip^2 - 1)``
-        squared sigmas would: at the default 1, as one at the clip, so a lasting fault
-        multiplies the variance by ``1 + 8 alpha`` per reading (doubling it every
-        ``0.09 / alpha`` readings) and fades its own evidence within a few hundred; lower, it
-        lasts longer, and a slow drift the mean (moving ``clip`` sds per ``1 / alpha`` readings
-        at most) cannot follow alerts longer too. Evidence after ``_SUSTAINED_WARMUP`` memories;
+        An average beyond the clip updates the variance as ``1 + w (clip^2 - 1)`` squared
+        sigmas would (``w``: ``sustained_beyond`` for the readings, ``residual_beyond`` for the
+        residuals): at 1, as one at the clip, so a lasting fault multiplies the variance by
+        ``1 + 8 alpha`` per reading (doubling it every ``0.09 / alpha`` readings) and fades its
+        own evidence within a few hundred; lower, it lasts longer, and a slow drift the mean
+        (moving ``clip`` sds per ``1 / alpha`` readings at most) cannot follow alerts longer
+        too. Evidence after ``_SUSTAINED_WARMUP`` memories;
         a missing value neither moves the average nor is evidence. One C pass when
         :mod:`detector.native` is built; the NumPy below is the reference.
         """
@@ -530,7 +543,7 @@ class GaussianScorer(Scorer):
                 cfg.sustained,
                 _SUSTAINED_STEP,
                 _SUSTAINED_CLIP,
-                cfg.sustained_beyond,
+                cfg.beyond(prefix),
             )
             if self.native
             else None
@@ -569,7 +582,7 @@ class GaussianScorer(Scorer):
         c2 = _SUSTAINED_CLIP**2
         clipped = np.minimum(z2s, c2)
         delta = np.sign(smooth - mean) * np.sqrt(clipped * var)
-        taught = np.where(z2s < c2, z2s, 1.0 + cfg.sustained_beyond * (c2 - 1.0))
+        taught = np.where(z2s < c2, z2s, 1.0 + cfg.beyond(prefix) * (c2 - 1.0))
         s[prefix + "level"][slots] = smooth
         s[prefix + "mean"][slots] = np.where(present, mean + a * delta, mean)
         s[prefix + "var"][slots] = np.where(present, (var + a * taught * var) * (1.0 - a), var)
