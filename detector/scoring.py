@@ -185,6 +185,8 @@ class ScorerConfig:
     ``relations_sustained`` (stage 15) passed a rule written before fresh seeds 60-65.
     ``sustained_beyond`` 0.25 (stage 16, chosen on used seeds 60-65) failed its rule on fresh
     seeds 66-71 (``skab_free`` fell 0.011, the guard allowed 0.010), so it stays 1 (opt-in).
+    ``residual_beyond`` 0.1 (stage 17, chosen on used seeds 60-71) passed a rule written before
+    fresh seeds 72-77.
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -214,7 +216,7 @@ class ScorerConfig:
     # lower, the longer a lasting fault keeps its evidence (see GaussianScorer._sustained).
     # This one is the readings' test: normal readings drift (a warming room), and their
     # average's spread must grow to let the drift through.
-    residual_beyond: float = 1.0  # the same for the two tests on residuals, the error's size
+    residual_beyond: float = 0.1  # the same for the two tests on residuals, the error's size
     # and the whitened innovation: a forecaster and a covariance that follow the stream leave
     # them no drift, so a lasting excursion there is a fault and can keep its evidence
 

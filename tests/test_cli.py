@@ -207,8 +207,12 @@ def test_engine_flags_reach_the_alert_rule_and_the_scorer() -> None:
     assert not engine_config(p.parse_args(["--no-lone-cap"])).alerts.lone_cap
     scorer = engine_config(p.parse_args(["--sustained-beyond", "0.25"])).scorer
     assert scorer.sustained_beyond == 0.25
+    scorer = engine_config(p.parse_args(["--residual-beyond", "0.5"])).scorer
+    assert scorer.residual_beyond == 0.5 and scorer.sustained_beyond == 1.0
     # Settings the engine refuses are one clear error, not a traceback.
     with pytest.raises(ConfigError, match="sustained_beyond must be in 0..1, got 1.5"):
         engine_config(p.parse_args(["--sustained-beyond", "1.5"]))
+    with pytest.raises(ConfigError, match="residual_beyond must be in 0..1, got -0.1"):
+        engine_config(p.parse_args(["--residual-beyond", "-0.1"]))
     with pytest.raises(ConfigError, match=r"need 0 <= close_at \(0.9\) <= open_at \(0.5\)"):
         engine_config(p.parse_args(["--close-at", "0.9"]))

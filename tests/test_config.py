@@ -164,6 +164,10 @@ def test_post_init_errors_reported_with_section() -> None:
         None, env={}, overrides=["model.path=/m.pt", "engine.scorer.sustained_beyond=2"]
     )
     assert errors == ["engine.scorer: sustained_beyond must be in 0..1, got 2.0"]
+    errors = _errors(
+        None, env={}, overrides=["model.path=/m.pt", "engine.scorer.residual_beyond=-1"]
+    )
+    assert errors == ["engine.scorer: residual_beyond must be in 0..1, got -1.0"]
     errors = _errors(None, env={}, overrides=["model.path=/m.pt", "kafka.session_timeout_ms=2000"])
     assert errors == ["kafka: heartbeat_interval_ms (3000) must be below session_timeout_ms (2000)"]
 

@@ -522,6 +522,33 @@ def test_sustained_beyond_keeps_a_lasting_shift_in_evidence_longer() -> None:
     assert ScorerConfig().sustained_beyond == 1.0  # failed its dev-set rule: opt-in
 
 
+@pytest.mark.parametrize("use_native", [True, False])
+def test_residual_beyond_holds_the_residual_tests_spread_and_not_the_readings(
+    use_native: bool,
+) -> None:
+    # The same lasting shift fed to the readings' test (sus_) and to a residual one (esus_):
+    # the residuals' lesson beyond the clip is `residual_beyond`, the readings' stays
+    # `sustained_beyond`. Taught nothing, the residual test's spread is what it was before the
+    # shift; taught in full, the readings' spread grows many times over.
+    cfg = ScorerConfig(**{**CFG.__dict__, "error_sustained": True, "residual_beyond": 0.0})
+    assert (cfg.beyond("sus_"), cfg.beyond("esus_"), cfg.beyond("wsus_")) == (1.0, 0.0, 0.0)
+    scorer = make_scorer(cfg, np.ones(1), 1)
+    scorer.native = use_native
+    x = np.random.default_rng(43).normal(0, 1, (1100, 1))
+    x[700:, 0] += 1.5  # about 9 sds of the 20-reading average
+    slot, var = np.zeros(1, np.int64), {}
+    for k, row in enumerate(x):
+        if k == 700:
+            var = {p: float(scorer.slabs[p + "var"][0, 0]) for p in ("sus_", "esus_")}
+        scorer.slabs["count"][0] = k + 1
+        alpha = np.array([1.0 / min(k + 1 + cfg.prior, cfg.horizon)])
+        for prefix in ("sus_", "esus_"):
+            scorer._sustained(slot, row[None], np.zeros((1, 1)), alpha, prefix)
+    grown = {p: float(scorer.slabs[p + "var"][0, 0]) / var[p] for p in var}
+    assert grown["sus_"] > 8.0
+    assert grown["esus_"] < 1.2
+
+
 def test_sustained_off_keeps_no_state() -> None:
     off = make_scorer(ScorerConfig(**{**CFG.__dict__, "sustained": 0}), np.ones(3), 4)
     assert not any(k.startswith("sus_") for k in off.slabs)
@@ -533,14 +560,25 @@ def test_sustained_off_keeps_no_state() -> None:
     assert on.slabs["sus_var"].dtype == np.float32  # 12 bytes per target: see performance.md
 
 
-@pytest.mark.parametrize("shuffled,beyond", [(False, 1.0), (True, 1.0), (True, 0.25)])
-def test_native_sustained_pass_equals_the_numpy_reference(shuffled: bool, beyond: float) -> None:
+@pytest.mark.parametrize(
+    "shuffled,beyond,residual", [(False, 1.0, 1.0), (True, 1.0, 1.0), (True, 0.25, 0.1)]
+)
+def test_native_sustained_pass_equals_the_numpy_reference(
+    shuffled: bool, beyond: float, residual: float
+) -> None:
     rng = np.random.default_rng(24)
     level = rng.normal(size=(400, 4, 5))
     level[250:, 1, 2] += 3.0  # a shift, so the clip is used
     level[100:120, 3, 0] = np.nan
     # both passes, and the spread's lesson beyond the clip at its default and below it
-    cfg = ScorerConfig(**{**CFG.__dict__, "error_sustained": True, "sustained_beyond": beyond})
+    cfg = ScorerConfig(
+        **{
+            **CFG.__dict__,
+            "error_sustained": True,
+            "sustained_beyond": beyond,
+            "residual_beyond": residual,
+        }
+    )
     fast, ref = (make_scorer(cfg, np.ones(5), 4) for _ in range(2))
     ref.native = False
     slots = np.array([2, 0, 3, 1]) if shuffled else np.arange(4)
