@@ -529,9 +529,9 @@ class GaussianScorer(Scorer):
         ``1 + 8 alpha`` per reading (doubling it every ``0.09 / alpha`` readings) and fades its
         own evidence within a few hundred; lower, it lasts longer, and a slow drift the mean
         (moving ``clip`` sds per ``1 / alpha`` readings at most) cannot follow alerts longer
-        too. Evidence after ``_SUSTAINED_WARMUP`` memories;
-        a missing value neither moves the average nor is evidence. One C pass when
-        :mod:`detector.native` is built; the NumPy below is the reference.
+        too. Evidence after ``_SUSTAINED_WARMUP`` memories; a missing value neither moves the
+        average nor is evidence. One C pass when :mod:`detector.native` is built; the NumPy
+        below is the reference.
         """
         s, cfg = self.slabs, self.config
         slots = rows(slots)  # every row is read before any is written
