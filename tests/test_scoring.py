@@ -522,7 +522,15 @@ def test_sustained_beyond_keeps_a_lasting_shift_in_evidence_longer() -> None:
     assert ScorerConfig().sustained_beyond == 1.0  # failed its dev-set rule: opt-in
 
 
-@pytest.mark.parametrize("use_native", [True, False])
+@pytest.mark.parametrize(
+    "use_native",
+    [
+        pytest.param(
+            True, marks=pytest.mark.skipif(native.library() is None, reason="no C compiler here")
+        ),
+        False,
+    ],
+)
 def test_residual_beyond_holds_the_residual_tests_spread_and_not_the_readings(
     use_native: bool,
 ) -> None:
@@ -530,8 +538,6 @@ def test_residual_beyond_holds_the_residual_tests_spread_and_not_the_readings(
     # the residuals' lesson beyond the clip is `residual_beyond`, the readings' stays
     # `sustained_beyond`. Taught nothing, the residual test's spread is what it was before the
     # shift; taught in full, the readings' spread grows many times over.
-    if use_native and native.library() is None:
-        pytest.skip("no C compiler here")
     cfg = ScorerConfig(**{**CFG.__dict__, "error_sustained": True, "residual_beyond": 0.0})
     assert (cfg.beyond("sus_"), cfg.beyond("esus_"), cfg.beyond("wsus_")) == (1.0, 0.0, 0.0)
     scorer = make_scorer(cfg, np.ones(1), 1)
