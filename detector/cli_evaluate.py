@@ -16,7 +16,7 @@ from detector.cli_train import _columns, indicator_note
 from detector.csvio import PRESETS, load_nab_windows, read_dataset
 from detector.errors import ConfigError
 from detector.eval_plots import plot_some
-from detector.evaluation import EvalSpec, metrics_for, run_nab, run_skab, run_split
+from detector.evaluation import EvalSpec, metrics_for, run_nab, run_skab, run_split_by_columns
 from detector.nab_scoring import PUBLISHED_NAB
 from detector.progress import TrainingProgress
 
@@ -113,12 +113,22 @@ def _run(args, spec, data, console):
         if args.dataset == "skab":
             runs, test = run_skab(data, spec, on_train=progress)
         else:
-            runs, ckpt = run_split(*data, spec, on_train=progress)
+
+            def say(k: int, n: int, streams: list) -> None:
+                names = ", ".join(s.name for s in streams[:3])
+                more = f" and {len(streams) - 3} more" if len(streams) > 3 else ""
+                console.print(
+                    f"model {k + 1} of {n} (streams differ in their columns): "
+                    f"{len(streams[0].columns)} columns, trained on {names}{more}"
+                )
+
+            runs, ckpts = run_split_by_columns(*data, spec, on_train=progress, on_model=say)
             test = data[1]
-            note = indicator_note(ckpt.metrics)
-            if note:
-                console.print(note)
-            return runs, test, ckpt.targets[0]
+            for ckpt in {id(c): c for c in ckpts}.values():  # each model once, in order
+                note = indicator_note(ckpt.metrics)
+                if note:
+                    console.print(note)
+            return runs, test, [ckpt.targets[0] for ckpt in ckpts]
     target = spec.train.targets[0] if spec.train.targets else test[0].columns[0]
     return runs, test, target
 

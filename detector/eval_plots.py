@@ -55,12 +55,13 @@ def plot_stream(
 def plot_some(
     test: Sequence[Series],
     runs: dict[str, list],
-    target: str,
+    target: str | Sequence[str],
     out_dir: Path,
     open_at: float,
     n: int = 4,
 ) -> list[Path]:
-    """Plot the first ``n`` streams that have labelled anomalies."""
+    """Plot the first ``n`` streams that have labelled anomalies; ``target`` is the column
+    plotted, or one per stream of ``test`` (where streams differ in their columns)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [k for k, s in enumerate(test) if s.labels is not None and s.labels.any()][:n]
     paths = []
@@ -70,7 +71,7 @@ def plot_some(
             plot_stream(
                 test[k],
                 {d: r[k] for d, r in runs.items()},
-                target,
+                target if isinstance(target, str) else target[k],
                 out_dir / f"{name}.png",
                 open_at,
             )

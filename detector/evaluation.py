@@ -5,7 +5,8 @@ Protocols (none reads a test label before scoring is over):
 * ``split``: train one model on a training directory, score a test directory (with
   ``EvalSpec.warm``, a test stream that continues a training stream, same name and starting after
   it ends, goes on from the state that stream's training readings left, as a running worker
-  would; on by default since stage 14 of docs/accuracy.md);
+  would; on by default since stage 14 of docs/accuracy.md); streams that do not all share one
+  set of columns train one model per set (:func:`run_split_by_columns`);
 * ``nab``: NAB's online protocol; per file, a model trained on the probationary period only
   (the first ``min(floor(0.15 n), 750)`` rows), then every row scored in order;
 * ``skab``: SKAB's protocol; one model trained on ``anomaly-free.csv`` and the first 400
@@ -33,6 +34,7 @@ from detector.baselines import PersistenceForecaster, rolling_zscore
 from detector.checkpoint import Checkpoint
 from detector.detection_metrics import evaluate_streams, events
 from detector.engine import Engine, EngineConfig
+from detector.errors import DataError
 from detector.feed import interleave
 from detector.nab_scoring import NabFile, nab_report, nab_report_detections, probation_length
 from detector.scoring import log10_normal_tail, surprise_log10
@@ -44,6 +46,8 @@ __all__ = [
     "EvalSpec",
     "score_streams",
     "run_split",
+    "run_split_by_columns",
+    "column_sets",
     "run_nab",
     "run_skab",
     "head",
@@ -166,6 +170,69 @@ def run_split(
     """Train on ``train_series``, score ``test`` with every detector."""
     ckpt = train(train_series, spec.train, on_progress=on_train).to_checkpoint()
     return _detectors(ckpt, test, spec, train_series if spec.warm else ()), ckpt
+
+
+def column_sets(
+    train_series: Sequence[Series], test: Sequence[Series]
+) -> list[tuple[list[Series], list[int]]]:
+    """Group streams by their set of columns: each set's training streams and the indices of
+    its test streams, in order of first appearance in ``train_series``.
+
+    A test stream whose columns no training stream has is an error that names it: no model
+    could read it."""
+    train_of: dict[frozenset[str], list[Series]] = {}
+    for s in train_series:
+        train_of.setdefault(frozenset(s.columns), []).append(s)
+    test_of: dict[frozenset[str], list[int]] = {key: [] for key in train_of}
+    unmatched = []
+    for k, s in enumerate(test):
+        key = frozenset(s.columns)
+        if key in test_of:
+            test_of[key].append(k)
+        else:
+            unmatched.append(s)
+    if unmatched:
+        shown = ", ".join(f"{s.name!r} ({len(s.columns)} columns)" for s in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        raise DataError(
+            f"test stream(s) {shown}{more} have a set of columns that no training stream has; "
+            "a model reads the columns it was trained on"
+        )
+    return [(train_of[key], test_of[key]) for key in train_of]
+
+
+def run_split_by_columns(
+    train_series: Sequence[Series],
+    test: Sequence[Series],
+    spec: EvalSpec,
+    on_train: Callable | None = None,
+    on_model: Callable[[int, int, list[Series]], None] | None = None,
+) -> tuple[dict[str, list[StreamScores]], list[Checkpoint]]:
+    """:func:`run_split`, one model per set of columns when the streams do not all share one.
+
+    A benchmark may mix streams of different shapes (subsystems with their own channels and
+    commands). One model cannot read them all, so each set of columns trains its own on its
+    training streams and scores its test streams; the output keeps ``test``'s order. Named
+    targets or covariates keep one model for every stream, as before: the columns named are
+    the ones every stream must have. Returns the detectors' output and each test stream's model;
+    ``on_model(k, n, streams)`` is told before model ``k`` of ``n`` trains."""
+    if spec.train.targets is not None or spec.train.covariates:
+        runs, ckpt = run_split(train_series, test, spec, on_train)
+        return runs, [ckpt] * len(test)
+    sets = [(fit, index) for fit, index in column_sets(train_series, test) if index]
+    runs: dict[str, list] = {}
+    ckpts: list = [None] * len(test)
+    for k, (fit, index) in enumerate(sets):
+        if on_model and len(sets) > 1:
+            on_model(k, len(sets), fit)
+        part, ckpt = run_split(fit, [test[i] for i in index], spec, on_train)
+        for i in index:
+            ckpts[i] = ckpt
+        for name, outs in part.items():
+            merged = runs.setdefault(name, [None] * len(test))
+            for i, out in zip(index, outs, strict=True):
+                merged[i] = out
+    return runs, ckpts  # every test stream is in one set (column_sets raises otherwise)
 
 
 def run_nab(

@@ -167,3 +167,110 @@ def test_evaluate_is_warm_unless_told_otherwise(flag: list[str], warm: bool) -> 
 
     args = build_parser().parse_args(["evaluate", "--train", "a", "--test", "b", *flag])
     assert _spec(args).warm is warm
+
+
+def _fleets(length: int = 800) -> tuple[list, list]:
+    """Two fleets whose streams differ in their columns (2 and 3 features), interleaved: the
+    heads of every stream to train on (unlabelled), the tails to score."""
+    from dataclasses import replace
+
+    a = simulate_sensors(SensorFleetConfig(streams=2, features=2, length=length, seed=11)).series
+    b = simulate_sensors(SensorFleetConfig(streams=1, features=3, length=length, seed=12)).series
+    b = [replace(s, name=f"b-{s.name}") for s in b]
+    mixed = [a[0], b[0], a[1]]
+    half = length // 2
+    fit = [replace(_rows(s, 0, half), labels=None) for s in mixed]
+    return fit, [_rows(s, half, length) for s in mixed]
+
+
+def test_column_sets_group_streams_and_name_a_test_stream_no_model_can_read() -> None:
+    from dataclasses import replace
+
+    from detector.errors import DataError
+    from detector.evaluation import column_sets
+
+    fit, test = _fleets(60)
+    sets = column_sets(fit, test)
+    assert [[s.name for s in f] for f, _ in sets] == [
+        ["sensor-0000", "sensor-0001"],
+        ["b-sensor-0000"],
+    ]
+    assert [index for _, index in sets] == [[0, 2], [1]]
+    # the same columns in another order are the same set
+    swapped = replace(test[0], columns=test[0].columns[::-1], values=test[0].values[:, ::-1])
+    assert [index for _, index in column_sets(fit, [swapped])] == [[0], []]
+    stray = replace(test[1], name="stray", columns=("temperature", "humidity", "vibration"))
+    with pytest.raises(DataError, match=r"'stray' \(3 columns\).*no training stream has"):
+        column_sets(fit, [test[0], stray])
+
+
+@pytest.mark.slow
+def test_streams_of_different_columns_each_get_the_model_of_their_own_set() -> None:
+    from detector.evaluation import run_split, run_split_by_columns
+
+    fit, test = _fleets()
+    spec = EvalSpec(train=FAST)
+    told = []
+    runs, ckpts = run_split_by_columns(
+        fit, test, spec, on_model=lambda k, n, streams: told.append((k, n, len(streams)))
+    )
+    assert told == [(0, 2, 2), (1, 2, 1)]
+    assert [len(c.targets) for c in ckpts] == [2, 3, 2]
+    assert ckpts[0] is ckpts[2] and ckpts[1] is not ckpts[0]
+    # each set scores exactly as a run of its own would, and the output keeps test's order
+    alone_a, _ = run_split([fit[0], fit[2]], [test[0], test[2]], spec)
+    alone_b, _ = run_split([fit[1]], [test[1]], spec)
+    for det in ("lstm", "persistence", "rolling_zscore"):
+        ours = runs[det]
+        for mine, theirs in zip(
+            ours, [alone_a[det][0], alone_b[det][0], alone_a[det][1]], strict=True
+        ):
+            np.testing.assert_allclose(mine.score, theirs.score, atol=1e-12)
+            assert (mine.flag == theirs.flag).all()
+
+
+def test_named_columns_keep_one_model_for_every_stream() -> None:
+    """Named targets say which columns every stream must have: one model, as before, and a
+    stream without them is the one-line error it always was."""
+    import dataclasses
+
+    from detector.errors import DataError
+    from detector.evaluation import run_split_by_columns
+
+    fit, test = _fleets(300)
+    spec = EvalSpec(train=dataclasses.replace(FAST, epochs=1, targets=("temperature",)))
+    runs, ckpts = run_split_by_columns(fit, test, spec)
+    assert len({id(c) for c in ckpts}) == 1 and ckpts[0].targets == ("temperature",)
+    assert len(runs["lstm"]) == len(test)
+    spec = EvalSpec(train=dataclasses.replace(FAST, epochs=1, targets=("vibration",)))
+    with pytest.raises(DataError, match="has no column"):
+        run_split_by_columns(fit, test, spec)
+
+
+@pytest.mark.slow
+def test_evaluate_trains_a_model_per_set_of_columns_and_says_so(tmp_path, capsys) -> None:
+    from dataclasses import replace
+
+    from detector.csvio import write_series
+
+    fit, test = _fleets()
+    for part, streams in (("train", fit), ("test", test)):
+        for s in streams:
+            write_series(s, tmp_path / part / f"{s.name}.csv")
+    argv = ["evaluate", "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test")]
+    argv += ["--epochs", "2", "--device", "cpu", "--report", str(tmp_path / "report")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model 1 of 2" in out and "model 2 of 2" in out and "b-sensor-0000" in out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["streams"] == 3
+    # a test stream no training stream shares columns with: one line, nothing half-written
+    write_series(
+        replace(test[1], name="stray", columns=("temperature", "humidity", "x")),
+        tmp_path / "test" / "stray.csv",
+    )
+    argv[-1] = str(tmp_path / "second")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'stray'" in err and "no training stream has" in err
+    assert not (tmp_path / "second").exists()
