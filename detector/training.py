@@ -38,6 +38,7 @@ from detector.trainset import (
     resolve_features,
     train_rows,
 )
+from detector.windows import TorchWindows, WindowSamples
 
 __all__ = ["TrainConfig", "EpochStats", "TrainResult", "train", "predict_windows"]
 
@@ -155,7 +156,7 @@ def seed_everything(seed: int) -> None:
 
 @torch.inference_mode()
 def predict_windows(
-    model: LSTMForecaster, X: np.ndarray, device: torch.device, batch: int = 4096
+    model: LSTMForecaster, X: np.ndarray | WindowSamples, device: torch.device, batch: int = 4096
 ) -> np.ndarray:
     """Forecasts for ``(S, T, F)`` scaled windows, ``(S, n_targets)`` scaled, in eval mode."""
     was_training = model.training
@@ -190,7 +191,7 @@ def _jittered(
 def _run_epoch(
     model: LSTMForecaster,
     opt: torch.optim.Optimizer,
-    X: torch.Tensor,
+    X: TorchWindows,
     y: torch.Tensor,
     cfg: TrainConfig,
     gen: torch.Generator,
@@ -228,7 +229,7 @@ def _evaluate(result: TrainResult, device: torch.device) -> None:
     actual = _to_original(ts, val.y, val.stream)
     scaled_pred = predict_windows(result.model, val.X, device)
     forecast = _to_original(ts, scaled_pred, val.stream)
-    persistence = _to_original(ts, val.X[:, -1, :n_t], val.stream)  # last reading, unchanged
+    persistence = _to_original(ts, val.X.latest()[:, :n_t], val.stream)  # last reading, unchanged
     floors = ts.mape_floors[val.stream]
     per_target = {}
     for j, name in enumerate(ts.features.targets):
@@ -333,7 +334,7 @@ def train(
     model = LSTMForecaster(args).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
-    X = torch.from_numpy(ts.train.X).to(device)  # (S, T, F)
+    X = TorchWindows(ts.train.X, device)  # (S, T, F), each batch gathered on the device
     y = torch.from_numpy(ts.train.y).to(device)  # (S, n_targets)
     n_batches = math.ceil(len(X) / config.batch_size)
 

@@ -17,7 +17,7 @@ from detector.errors import DataError
 from detector.forecast_metrics import mape_floor
 from detector.scaling import Scaler
 from detector.series import Series
-from detector.windows import make_windows
+from detector.windows import WindowSamples, usable_starts
 
 __all__ = [
     "FeatureSpec",
@@ -50,10 +50,11 @@ class FeatureSpec:
 
 @dataclass(frozen=True, eq=False)
 class Windows:
-    """Samples of one split: ``X (S, T, F)``, ``y (S, n_targets)`` in scaled units, and for each
-    sample the index of its stream (into ``TrainSet.names``) and of its target row."""
+    """Samples of one split: ``X (S, T, F)`` (windows into the scaled rows, gathered when
+    indexed), ``y (S, n_targets)`` in scaled units, and for each sample the index of its stream
+    (into ``TrainSet.names``) and of its target row."""
 
-    X: np.ndarray
+    X: WindowSamples
     y: np.ndarray
     stream: np.ndarray
     row: np.ndarray
@@ -158,19 +159,6 @@ def resolve_features(
     return FeatureSpec(tuple(targets), tuple(covariates), tuple(indicators), tuple(ignored))
 
 
-def _concat(parts: list[Windows], timesteps: int, n_features: int, n_targets: int) -> Windows:
-    if not parts:
-        return Windows(
-            np.empty((0, timesteps, n_features), np.float32),
-            np.empty((0, n_targets), np.float32),
-            np.empty(0, np.int64),
-            np.empty(0, np.int64),
-        )
-    return Windows(
-        *(np.concatenate([getattr(p, k) for p in parts]) for k in ("X", "y", "stream", "row"))
-    )
-
-
 def train_rows(n: int, val_fraction: float) -> int:
     """How many of a stream's ``n`` first rows are its training split; the rest validate."""
     return int(n * (1.0 - val_fraction))
@@ -210,16 +198,31 @@ def build_trainset(
         scalers = tuple(calendar.pinned(Scaler.fit(rows, scaler_kind), pinned) for rows in fit_rows)
 
     n_t = len(features.targets)
-    train_parts, val_parts = [], []
-    for k, (x, keep, cut, scaler) in enumerate(zip(inputs, keeps, cuts, scalers, strict=True)):
-        X, y, row = make_windows(scaler.transform(x), timesteps, n_t, keep)
-        stream = np.full(len(row), k, np.int64)
-        is_train = row < cut
-        train_parts.append(Windows(X[is_train], y[is_train], stream[is_train], row[is_train]))
-        val_parts.append(Windows(X[~is_train], y[~is_train], stream[~is_train], row[~is_train]))
-    n_f = len(features.inputs)
-    train = _concat(train_parts, timesteps, n_f, n_t)
-    val = _concat(val_parts, timesteps, n_f, n_t)
+    # Every stream's scaled rows, end to end; the samples of both splits are windows into them
+    # (WindowSamples), so memory grows with the rows, not T times the rows.
+    pairs = zip(inputs, scalers, strict=True)
+    scaled = [scaler.transform(x).astype(np.float32) for x, scaler in pairs]
+    first = np.concatenate([[0], np.cumsum([len(x) for x in scaled])])
+    rows = np.concatenate(scaled) if scaled else np.empty((0, len(features.inputs)), np.float32)
+    starts, streams = [], []
+    for k, (x, keep) in enumerate(zip(scaled, keeps, strict=True)):
+        s = usable_starts(x, timesteps, keep) + first[k]
+        starts.append(s)
+        streams.append(np.full(len(s), k, np.int64))
+    start, stream = np.concatenate(starts), np.concatenate(streams)
+    row = start + timesteps - first[stream]  # each sample's target row within its stream
+    is_train = row < np.asarray(cuts, np.int64)[stream]
+
+    def split(mask: np.ndarray) -> Windows:
+        at = start[mask]
+        return Windows(
+            WindowSamples(rows, at, timesteps),
+            rows[at + timesteps, :n_t],
+            stream[mask],
+            row[mask],
+        )
+
+    train, val = split(is_train), split(~is_train)
     if len(train) == 0 or len(val) == 0:
         shortest = min(len(s) for s in series)
         raise DataError(
