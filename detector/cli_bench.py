@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
+    p.add_argument(
+        "--score-threads",
+        type=int,
+        default=0,
+        help="engine threads scoring a wave (0 = the engine's default: up to 8 on CUDA, 1 on CPU)",
+    )
     p.add_argument("--seconds", type=float, default=3.0, help="timing per engine case")
     p.add_argument(
         "--max-state-gb", type=float, default=8.0, help="skip engine cases needing more state"
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.score_threads < 0:
+        raise ConfigError(f"--score-threads must be >= 0 (0 = auto), got {args.score_threads}")
     if args.quick:
         _quick(args)
     device = resolve_device(args.device)
@@ -113,7 +121,15 @@ def run(args: argparse.Namespace) -> int:
                             {"shape": shape, "streams": n, "skipped": f"needs ~{need:.1f} GB"}
                         )
                         continue
-                    rows.append(bench_engine(case, device, args.seconds, progress=say))
+                    rows.append(
+                        bench_engine(
+                            case,
+                            device,
+                            args.seconds,
+                            progress=say,
+                            score_threads=args.score_threads,
+                        )
+                    )
             results["engine"] = rows
         if "decode" in args.sections:
             say("decode")

@@ -61,6 +61,13 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=4096, help="readings per engine batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--score-threads",
+        type=int,
+        default=EngineConfig.score_threads,
+        help="threads that score a large wave in blocks of streams (0 = auto: up to 8 of the "
+        "other cores when the model runs on a GPU, 1 on CPU)",
+    )
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -80,7 +87,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return EngineConfig(scorer=scorer, alerts=alerts, device=args.device)
+    if args.score_threads < 0:
+        raise ConfigError(f"--score-threads must be >= 0 (0 = auto), got {args.score_threads}")
+    return EngineConfig(
+        scorer=scorer, alerts=alerts, device=args.device, score_threads=args.score_threads
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -228,6 +228,7 @@ _RULES: list[tuple[Check, str]] = [
     (_at_least(1), "worker.torch_threads"),
     (_at_least(1), "engine.scorer.horizon engine.scorer.short engine.scorer.long"),
     (_at_least(0), "model.reload_check_s engine.scorer.warmup engine.scorer.prior"),
+    (_at_least(0), "engine.score_threads"),
     (_at_least(0), "engine.alerts.top_k engine.alerts.quiet engine.scorer.tail_prior"),
     (_at_least(1), "engine.scorer.tail_events"),
     (_device, "model.device engine.device"),

@@ -39,7 +39,7 @@ from detector.alerts import AlertConfig, AlertEvent, AlertTracker
 from detector.calendar import calendar_features, pinned
 from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
-from detector.errors import DataError, DetectorError
+from detector.errors import ConfigError, DataError, DetectorError
 from detector.fused_step import step_kernel
 from detector.scaling import Scaler
 from detector.scoring import ScorerConfig, make_scorer
@@ -56,6 +56,9 @@ _F32_MAX = float(np.finfo(np.float32).max)
 # larger value could overflow float32 in the LSTM's matmuls and leave NaN in the hidden state.
 _Z_MAX = 1e6
 _OVERLAP_MIN_STREAMS = 256  # below this a wave steps inline: a thread hand-off costs ~50 us
+# A wave scores in blocks only from this many readings: each block pays the scorer's fixed
+# Python cost (about 1 ms), which a block of a few hundred readings would not earn back.
+_BLOCK_MIN_READINGS = 4096
 
 
 def _done() -> None:
@@ -73,6 +76,10 @@ class EngineConfig:
     idle_s: float | None = None  # a stream silent this long (event time) is forgotten
     missing_score: float = 1.0  # score of a primed reading whose targets are all missing
     device: str = "auto"
+    # Threads that score a large wave in blocks of streams (the scorer's state is per stream):
+    # 0 = auto, which is up to 8 of the host's other cores when the model steps on a GPU and 1
+    # on CPU, where the step thread already takes the second core of a small machine.
+    score_threads: int = 0
 
 
 @dataclass
@@ -97,6 +104,17 @@ class BatchResult:
 
 
 _WHOLE = slice(None)  # the one wave of a batch with one reading per stream
+
+
+def _score_threads(asked: int, device: torch.device) -> int:
+    """Threads that score a wave: ``asked``, or for 0 the default (see EngineConfig)."""
+    if asked < 0:
+        raise ConfigError(f"score_threads must be >= 0 (0 = auto), got {asked}")
+    if asked:
+        return asked
+    if device.type != "cuda":
+        return 1
+    return max(1, min(8, len(os.sched_getaffinity(0)) - 1))
 
 
 def _waves(slots: np.ndarray) -> list[np.ndarray | slice]:
@@ -152,6 +170,13 @@ class Engine:
             else None
         )
         self._pinned = torch.empty(0)  # CUDA: staging for host-to-device copies
+        self.score_threads = _score_threads(config.score_threads, self.device)
+        # The calling thread scores one block itself; the pool, the others.
+        self._score_pool = (
+            ThreadPoolExecutor(self.score_threads - 1, thread_name_prefix="detector-score")
+            if self.score_threads > 1
+            else None
+        )
         self.n_targets = len(ckpt.targets)
         self.timesteps = int(ckpt.train_config["timesteps"])
         a = ckpt.model.args
@@ -443,7 +468,7 @@ class Engine:
             err /= scale  # scaled units
             level = np.subtract(x[:, :t], st.offset[run, :t])
             level /= scale  # scaled readings
-        score, contrib = self.scorer.score(slots, err, level)
+        score, contrib = self._scored(slots, err, level)
         whole = len(idx) == len(res.score)  # the batch's only wave: arange, so no scatter
         if whole:
             res.forecast = forecast
@@ -463,6 +488,28 @@ class Engine:
         else:
             res.error[idx] = error
         return score, contrib
+
+    def _scored(
+        self, slots: np.ndarray, err: np.ndarray, level: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The scorer on the wave, in blocks of streams on the score threads when it is large.
+
+        Every statistic the scorer keeps is a row of its slabs, and a wave's slots are distinct,
+        so blocks read and write disjoint rows: the scores are the ones a single call gives. The
+        C passes run without the GIL and NumPy releases it for large arrays, so blocks overlap.
+        """
+        n, pool = len(slots), self._score_pool
+        if pool is None or n < _BLOCK_MIN_READINGS:
+            return self.scorer.score(slots, err, level)
+        cut = np.linspace(0, n, self.score_threads + 1).astype(int)
+        blocks = list(zip(cut[:-1], cut[1:], strict=True))
+
+        def block(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            return self.scorer.score(slots[a:b], err[a:b], level[a:b])
+
+        others = [pool.submit(block, a, b) for a, b in blocks[1:]]
+        parts = [block(*blocks[0])] + [f.result() for f in others]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _impute(self, slots: np.ndarray, x: np.ndarray, forecast: np.ndarray) -> np.ndarray:
         """Missing values: the forecast for primed targets, else the stream's last value, else 0."""

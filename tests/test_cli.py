@@ -216,3 +216,6 @@ def test_engine_flags_reach_the_alert_rule_and_the_scorer() -> None:
         engine_config(p.parse_args(["--residual-beyond", "-0.1"]))
     with pytest.raises(ConfigError, match=r"need 0 <= close_at \(0.9\) <= open_at \(0.5\)"):
         engine_config(p.parse_args(["--close-at", "0.9"]))
+    assert engine_config(p.parse_args(["--score-threads", "3"])).score_threads == 3
+    with pytest.raises(ConfigError, match="--score-threads must be >= 0"):
+        engine_config(p.parse_args(["--score-threads", "-2"]))

@@ -140,6 +140,7 @@ def test_each_error_names_its_key() -> None:
         "kafka.format=xml": "kafka.format: must be one of json, binary, got 'xml'",
         "engine.alerts.open_at=high": "engine.alerts.open_at: not a number: 'high'",
         "kafka.max_poll_records=0": "kafka.max_poll_records: must be >= 1, got 0",
+        "engine.score_threads=-1": "engine.score_threads: must be >= 0, got -1",
         "kafka.max_poll_records=2.5": "kafka.max_poll_records: not an integer: '2.5'",
         "kafka.topics=,": "kafka.topics: must not be empty",
         "metrics.port=70000": "metrics.port: must be a port in 0..65535, got 70000",

@@ -347,3 +347,55 @@ def test_snapshot_from_before_the_sustained_test_starts_it_at_the_learnt_level(
     np.testing.assert_allclose(slabs["sus_level"][:3], level, rtol=1e-6)
     np.testing.assert_allclose(slabs["sus_mean"][:3], level, rtol=1e-6)
     assert (slabs["sus_var"][:3] == 1.0).all()
+
+
+def _wide_fleet(streams: int = 300, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``streams`` seasonal streams reporting in lockstep, with a spike and missing values."""
+    rng = np.random.default_rng(4)
+    t = np.arange(n)
+    phase = rng.uniform(0, 2 * np.pi, streams)
+    a = np.sin(2 * np.pi * t[:, None] / 48 + phase) + rng.normal(0, 0.05, (n, streams))
+    b = 0.5 * np.cos(2 * np.pi * t[:, None] / 48 + phase) + rng.normal(0, 0.05, (n, streams))
+    values = np.stack([a, b], axis=2)  # (n, streams, 2)
+    values[90, 7, 0] += 40.0
+    values[95:98, 150, 1] = np.nan
+    names = np.array([f"w{k}" for k in range(streams)], dtype=object)
+    return names, 1.7e9 + 60.0 * t, values
+
+
+def test_blocks_of_streams_on_score_threads_score_as_one_call(ckpt, monkeypatch) -> None:
+    """A large wave scored in blocks on the score threads gives the scores, alerts and state
+    of one call: the scorer's statistics are rows per stream, and blocks touch disjoint rows."""
+    import detector.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_BLOCK_MIN_READINGS", 64)
+    names, ts, values = _wide_fleet()
+    one, four = _engine(ckpt, score_threads=1), _engine(ckpt, score_threads=4)
+    assert four.score_threads == 4 and four._score_pool is not None
+    results = {1: [], 4: []}
+    for i in range(len(ts)):
+        stamps = np.full(len(names), ts[i])
+        for threads, engine in ((1, one), (4, four)):
+            results[threads].append(engine.process(names, stamps, values[i]))
+    for a, b in zip(results[1], results[4], strict=True):
+        np.testing.assert_allclose(b.score, a.score, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(b.onset, a.onset, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(b.alert_id, a.alert_id)
+        np.testing.assert_array_equal(b.top_features, a.top_features)
+    opened = [e.stream for r in results[4] for e in r.opened]
+    assert "w7" in opened  # the spike
+    for key, slab in one.scorer.slabs.items():
+        np.testing.assert_allclose(four.scorer.slabs[key], slab, rtol=1e-12, err_msg=key)
+
+
+def test_score_threads_default_to_one_on_cpu_and_refuse_negatives(ckpt) -> None:
+    import torch
+
+    from detector.engine import _score_threads
+    from detector.errors import ConfigError
+
+    assert _engine(ckpt).score_threads == 1 and _engine(ckpt)._score_pool is None
+    assert _score_threads(3, torch.device("cpu")) == 3
+    assert 1 <= _score_threads(0, torch.device("cuda")) <= 8  # reads the device's type only
+    with pytest.raises(ConfigError, match="score_threads must be >= 0"):
+        _engine(ckpt, score_threads=-1)

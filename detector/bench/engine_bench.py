@@ -110,14 +110,18 @@ def bench_engine(
     seconds: float = 3.0,
     naive_seconds: float = 1.5,
     progress: Callable[[str], None] | None = None,
+    score_threads: int = 0,
 ) -> dict[str, object]:
     """Measure one case; returns readings/s of engine, naive and bound, and the two ratios."""
     features, hidden, layers = SHAPES[case.shape]
     ckpt = synthetic_checkpoint(features, hidden, layers, case.timesteps)
-    engine = Engine(
-        ckpt,
-        EngineConfig(device=str(device), capacity=case.streams, max_streams=case.streams),
+    config = EngineConfig(
+        device=str(device),
+        capacity=case.streams,
+        max_streams=case.streams,
+        score_threads=score_threads,
     )
+    engine = Engine(ckpt, config)
     n = case.streams
     names = np.array([f"s{i}" for i in range(n)], dtype=object)
     rng = np.random.default_rng(0)
@@ -165,6 +169,7 @@ def bench_engine(
         "streams": n,
         "device": str(device),
         "kernel": engine.kernel,
+        "score_threads": engine.score_threads,
         "waves": len(engine_s),
         "engine_per_s": rate,
         "naive_per_s": naive,

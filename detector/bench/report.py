@@ -95,9 +95,11 @@ def print_tables(results: dict, console: Console) -> None:
     )
     if results.get("engine"):
         kernels = sorted({r["kernel"] for r in results["engine"] if "kernel" in r})
+        threads = sorted({r["score_threads"] for r in results["engine"] if "score_threads" in r})
         t = Table(
             title="engine only (readings/s; one reading per stream per wave; "
-            f"model step: {', '.join(kernels) or '?'} kernel)"
+            f"model step: {', '.join(kernels) or '?'} kernel; "
+            f"score threads: {', '.join(map(str, threads)) or '?'})"
         )
         for col in ("shape", "streams", "engine", "naive", "x naive", "step", "bound", "of bound"):
             t.add_column(col, justify="right")
