@@ -14,7 +14,7 @@ from rich.table import Table
 from detector.cli_score import engine_args, engine_config
 from detector.cli_train import _columns, indicator_note
 from detector.csvio import PRESETS, load_nab_windows, read_dataset
-from detector.errors import ConfigError
+from detector.errors import ConfigError, DataError
 from detector.eval_plots import plot_some
 from detector.evaluation import EvalSpec, metrics_for, run_nab, run_skab, run_split_by_columns
 from detector.nab_scoring import PUBLISHED_NAB
@@ -90,10 +90,18 @@ def _load(args: argparse.Namespace):
         return read_dataset(root / "skab" / "data", preset="skab"), None
     if not (args.train and args.test):
         raise ConfigError("give --dataset nab|skab, or both --train DIR and --test DIR")
-    return (
-        read_dataset(args.train, preset=args.preset),
-        read_dataset(args.test, preset=args.preset)[: args.max_files],
-    ), None
+    test = read_dataset(args.test, preset=args.preset)[: args.max_files]
+    # Found before training, not after it: the metrics need every test stream's labels.
+    unlabelled = [s.name for s in test if s.labels is None]
+    if unlabelled:
+        shown = ", ".join(repr(n) for n in unlabelled[:5])
+        more = f" and {len(unlabelled) - 5} more" if len(unlabelled) > 5 else ""
+        column = PRESETS[args.preset].label_column
+        raise DataError(
+            f"test stream(s) {shown}{more} have no {column!r} column: evaluate measures the "
+            "test streams against their labels"
+        )
+    return (read_dataset(args.train, preset=args.preset), test), None
 
 
 def _run(args, spec, data, console):

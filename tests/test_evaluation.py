@@ -274,3 +274,23 @@ def test_evaluate_trains_a_model_per_set_of_columns_and_says_so(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'stray'" in err and "no training stream has" in err
     assert not (tmp_path / "second").exists()
+
+
+def test_evaluate_refuses_unlabelled_test_streams_before_training(split, tmp_path, capsys) -> None:
+    """A test stream without its label column cannot be measured: one line that names it,
+    before any training time is spent, and no report."""
+    train, test = split
+    for src in test.glob("*.csv"):
+        lines = src.read_text().splitlines()
+        if src.stem.endswith("0"):  # this one loses its label column
+            header = lines[0].split(",")
+            keep = [i for i, h in enumerate(header) if h != "label"]
+            lines = [",".join(row.split(",")[i] for i in keep) for row in lines]
+        (tmp_path / "test").mkdir(exist_ok=True)
+        (tmp_path / "test" / src.name).write_text("\n".join(lines) + "\n")
+    argv = ["evaluate", "--train", str(train), "--test", str(tmp_path / "test")]
+    argv += ["--device", "cpu", "--report", str(tmp_path / "report")]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "'sensor-0000' have no 'label' column" in err
+    assert "epoch" not in out and not (tmp_path / "report").exists()
