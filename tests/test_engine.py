@@ -388,14 +388,20 @@ def test_blocks_of_streams_on_score_threads_score_as_one_call(ckpt, monkeypatch)
         np.testing.assert_allclose(four.scorer.slabs[key], slab, rtol=1e-12, err_msg=key)
 
 
-def test_score_threads_default_to_one_on_cpu_and_refuse_negatives(ckpt) -> None:
+def test_score_threads_default_to_one_on_cpu_and_refuse_negatives(ckpt, monkeypatch) -> None:
     import torch
 
+    import detector.engine as engine_module
     from detector.engine import _score_threads
     from detector.errors import ConfigError
 
     assert _engine(ckpt).score_threads == 1 and _engine(ckpt)._score_pool is None
     assert _score_threads(3, torch.device("cpu")) == 3
-    assert 1 <= _score_threads(0, torch.device("cuda")) <= 8  # reads the device's type only
+    # On a GPU the default is one fewer than the host's cores, from 1 to 8 (it reads the
+    # device's type only, so no GPU is needed here).
+    for cores, threads in ((16, 8), (4, 3), (2, 1), (1, 1)):
+        monkeypatch.setattr(engine_module.os, "sched_getaffinity", lambda _, n=cores: set(range(n)))
+        assert _score_threads(0, torch.device("cuda")) == threads, cores
+        assert _score_threads(0, torch.device("cpu")) == 1
     with pytest.raises(ConfigError, match="score_threads must be >= 0"):
         _engine(ckpt, score_threads=-1)
