@@ -14,7 +14,7 @@ from rich.table import Table
 from detector.cli_score import engine_args, engine_config
 from detector.cli_train import _columns, indicator_note
 from detector.csvio import PRESETS, load_nab_windows, read_dataset
-from detector.errors import ConfigError, DataError
+from detector.errors import ConfigError, DataError, listed
 from detector.eval_plots import plot_some
 from detector.evaluation import EvalSpec, metrics_for, run_nab, run_skab, run_split_by_columns
 from detector.nab_scoring import PUBLISHED_NAB
@@ -94,12 +94,10 @@ def _load(args: argparse.Namespace):
     # Found before training, not after it: the metrics need every test stream's labels.
     unlabelled = [s.name for s in test if s.labels is None]
     if unlabelled:
-        shown = ", ".join(repr(n) for n in unlabelled[:5])
-        more = f" and {len(unlabelled) - 5} more" if len(unlabelled) > 5 else ""
         column = PRESETS[args.preset].label_column
         raise DataError(
-            f"test stream(s) {shown}{more} have no {column!r} column: evaluate measures the "
-            "test streams against their labels"
+            f"test stream(s) {listed([repr(n) for n in unlabelled], 5)} have no {column!r} "
+            "column: evaluate measures the test streams against their labels"
         )
     return (read_dataset(args.train, preset=args.preset), test), None
 
@@ -123,11 +121,10 @@ def _run(args, spec, data, console):
         else:
 
             def say(k: int, n: int, streams: list) -> None:
-                names = ", ".join(s.name for s in streams[:3])
-                more = f" and {len(streams) - 3} more" if len(streams) > 3 else ""
                 console.print(
                     f"model {k + 1} of {n} (streams differ in their columns): "
-                    f"{len(streams[0].columns)} columns, trained on {names}{more}"
+                    f"{len(streams[0].columns)} columns, trained on "
+                    + listed([s.name for s in streams], 3)
                 )
 
             runs, ckpts = run_split_by_columns(*data, spec, on_train=progress, on_model=say)

@@ -13,6 +13,7 @@ from rich.table import Table
 from detector.checkpoint import save_checkpoint
 from detector.csvio import PRESETS, read_dataset
 from detector.device import DEVICE_CHOICES
+from detector.errors import listed
 from detector.plots import plot_forecast, plot_loss
 from detector.progress import TrainingProgress
 from detector.scaling import SCALER_KINDS
@@ -96,10 +97,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def _named(columns: list[str]) -> str:
-    return ", ".join(columns[:8]) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
-
-
 def indicator_note(metrics: dict) -> str | None:
     """What the default rule did with indicator and constant columns, if anything."""
     training = metrics.get("training", {})
@@ -109,12 +106,12 @@ def indicator_note(metrics: dict) -> str | None:
     if moved:
         parts.append(
             f"{len(moved)} indicator column(s) (two distinct values in training) are read as "
-            f"inputs, not forecast: {_named(moved)}."
+            f"inputs, not forecast: {listed(moved)}."
         )
     if ignored:
         parts.append(
             f"{len(ignored)} constant column(s) (one value in training) are not read: "
-            f"{_named(ignored)}."
+            f"{listed(ignored)}."
         )
     if not parts:
         return None

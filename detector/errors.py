@@ -4,7 +4,16 @@ The CLI prints a :class:`DetectorError` as one line and exits non-zero; anything
 and keeps its traceback.
 """
 
-__all__ = ["DetectorError", "DataError", "CheckpointError", "ConfigError"]
+from collections.abc import Sequence
+
+__all__ = ["DetectorError", "DataError", "CheckpointError", "ConfigError", "listed"]
+
+
+def listed(names: Sequence[str], limit: int = 8) -> str:
+    """The first ``limit`` of ``names``, comma-separated, and how many more: a one-line message
+    stays one line however many streams or columns it is about."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 class DetectorError(Exception):

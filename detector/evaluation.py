@@ -34,7 +34,7 @@ from detector.baselines import PersistenceForecaster, rolling_zscore
 from detector.checkpoint import Checkpoint
 from detector.detection_metrics import evaluate_streams, events
 from detector.engine import Engine, EngineConfig
-from detector.errors import DataError
+from detector.errors import DataError, listed
 from detector.feed import interleave
 from detector.nab_scoring import NabFile, nab_report, nab_report_detections, probation_length
 from detector.scoring import log10_normal_tail, surprise_log10
@@ -192,10 +192,9 @@ def column_sets(
         else:
             unmatched.append(s)
     if unmatched:
-        shown = ", ".join(f"{s.name!r} ({len(s.columns)} columns)" for s in unmatched[:5])
-        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        shown = listed([f"{s.name!r} ({len(s.columns)} columns)" for s in unmatched], 5)
         raise DataError(
-            f"test stream(s) {shown}{more} have a set of columns that no training stream has; "
+            f"test stream(s) {shown} have a set of columns that no training stream has; "
             "a model reads the columns it was trained on"
         )
     return [(train_of[key], test_of[key]) for key in train_of]
