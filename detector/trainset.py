@@ -203,7 +203,7 @@ def build_trainset(
     pairs = zip(inputs, scalers, strict=True)
     scaled = [scaler.transform(x).astype(np.float32) for x, scaler in pairs]
     first = np.concatenate([[0], np.cumsum([len(x) for x in scaled])])
-    rows = np.concatenate(scaled) if scaled else np.empty((0, len(features.inputs)), np.float32)
+    rows = np.concatenate(scaled)  # resolve_features has refused an empty list of streams
     starts, streams = [], []
     for k, (x, keep) in enumerate(zip(scaled, keeps, strict=True)):
         s = usable_starts(x, timesteps, keep) + first[k]
