@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = ["make_windows", "usable_starts", "WindowSamples", "TorchWindows"]
 
@@ -105,15 +104,7 @@ def make_windows(
     ((2, 3, 2), [6.0, 8.0], [3, 4])
     """
     values = np.asarray(values, dtype=np.float32)
-    n, f = values.shape
     starts = usable_starts(values, timesteps, keep)
-    if not len(starts):
-        return (
-            np.empty((0, timesteps, f), np.float32),
-            np.empty((0, n_targets), np.float32),
-            np.empty(0, np.int64),
-        )
-    views = sliding_window_view(values, (timesteps, f))[:, 0]  # (n - T + 1, T, F), no copy
-    X = np.ascontiguousarray(views[starts])
+    X = WindowSamples(values, starts, timesteps)[:]  # every sample, copied out
     y = values[starts + timesteps, :n_targets]
     return X, y, starts + timesteps
