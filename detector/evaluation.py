@@ -178,23 +178,26 @@ def column_sets(
     """Group streams by their set of columns: each set's training streams and the indices of
     its test streams, in order of first appearance in ``train_series``.
 
-    A test stream whose columns no training stream has is an error that names it: no model
-    could read it."""
+    A test stream goes to the set with its own columns or, failing that, to the largest set
+    whose columns it has (a model reads its columns by name, so a test file's extra column, a
+    second label say, is left unread, as it always was). A test stream that has the columns of
+    no set is an error that names it: no model could read it."""
     train_of: dict[frozenset[str], list[Series]] = {}
     for s in train_series:
         train_of.setdefault(frozenset(s.columns), []).append(s)
     test_of: dict[frozenset[str], list[int]] = {key: [] for key in train_of}
     unmatched = []
     for k, s in enumerate(test):
-        key = frozenset(s.columns)
-        if key in test_of:
-            test_of[key].append(k)
+        has = frozenset(s.columns)
+        readable = [key for key in train_of if key <= has]  # the exact set is one of them
+        if readable:
+            test_of[max(readable, key=len)].append(k)  # the first of the largest: stable
         else:
             unmatched.append(s)
     if unmatched:
         shown = listed([f"{s.name!r} ({len(s.columns)} columns)" for s in unmatched], 5)
         raise DataError(
-            f"test stream(s) {shown} have a set of columns that no training stream has; "
+            f"test stream(s) {shown} lack columns that every training stream has; "
             "a model reads the columns it was trained on"
         )
     return [(train_of[key], test_of[key]) for key in train_of]
