@@ -197,7 +197,7 @@ def column_sets(
     if unmatched:
         shown = listed([f"{s.name!r} ({len(s.columns)} columns)" for s in unmatched], 5)
         raise DataError(
-            f"test stream(s) {shown} lack columns that every training stream has; "
+            f"test stream(s) {shown} lack some column of every training stream; "
             "a model reads the columns it was trained on"
         )
     return [(train_of[key], test_of[key]) for key in train_of]
