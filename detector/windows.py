@@ -45,10 +45,6 @@ class WindowSamples:
     def shape(self) -> tuple[int, int, int]:
         return (len(self.start), self.timesteps, self.rows.shape[1])
 
-    @property
-    def dtype(self) -> np.dtype:
-        return self.rows.dtype
-
     def __len__(self) -> int:
         return len(self.start)
 
