@@ -375,6 +375,11 @@ class Engine:
         st.scale[slots] = np.stack([s.scale for s in scalers])
         per_stream = ckpt.scaling_mode == "per_stream"
         st.fit_scaler[slots] = [per_stream and n not in ckpt.stream_scalers for n in names]
+        tails = ckpt.metrics.get("training", {}).get("level_tail")
+        if tails is not None and "lvl_rate" in self.scorer.slabs:
+            rm = np.array([tails["streams"].get(n, tails["pooled"]) for n in names])
+            self.scorer.slabs["lvl_rate"][slots] = rm[:, 0]
+            self.scorer.slabs["lvl_excess"][slots] = rm[:, 1]
 
     # -- one wave ------------------------------------------------------------------------------
     def _wave(

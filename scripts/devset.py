@@ -358,7 +358,14 @@ def _checkpoint(root: Path, group: str, spec: EvalSpec) -> Checkpoint:
     tag = spec.train.calendar.replace(",", "+")
     path = root / ".models" / f"{group}-calendar-{tag}.pt"
     if path.exists():
-        return load_checkpoint(path)
+        ckpt = load_checkpoint(path)
+        from detector.level_tail import level_tails
+        train_s = read_dataset(root / group / "train")
+        scalers = [ckpt.scaler_for(x.name) for x in train_s]
+        ckpt.metrics.setdefault("training", {})["level_tail"] = level_tails(
+            train_s, scalers, ckpt.targets, spec.engine.scorer.horizon, spec.engine.scorer.clip
+        )
+        return ckpt
     cfg = dataclasses.replace(spec.train, covariates=COVARIATES.get(group, ()), device="cpu")
     ckpt = train(read_dataset(root / group / "train"), cfg).to_checkpoint()
     path.parent.mkdir(parents=True, exist_ok=True)
