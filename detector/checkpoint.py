@@ -25,6 +25,7 @@ import torch
 from detector import __version__
 from detector.calendar import check_periods
 from detector.errors import CheckpointError
+from detector.level_tail import check_level_tails
 from detector.model import LSTMForecaster, ModelArgs
 from detector.scaling import Scaler
 
@@ -150,6 +151,9 @@ def _check_plain(payload: dict, scaling: dict, names: tuple, n_targets: int) -> 
         raise ValueError(
             f"metrics.training.repeat_rate must hold {n_targets} rates in [0, 1] (or null)"
         )
+    tails = payload["metrics"].get("training", {}).get("level_tail")
+    if tails is not None:
+        check_level_tails(tails)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:

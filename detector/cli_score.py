@@ -54,6 +54,13 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         "longer too)",
     )
     p.add_argument(
+        "--level-tail",
+        action=argparse.BooleanOptionalAction,
+        default=ScorerConfig.level_tail,
+        help="read the level test through the tail the model's training rows showed (a "
+        "stream's routine excursions are not anomalies); off: the Gaussian's",
+    )
+    p.add_argument(
         "--residual-beyond",
         type=float,
         default=ScorerConfig.residual_beyond,
@@ -84,6 +91,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
             kind=args.scorer,
             sustained_beyond=args.sustained_beyond,
             residual_beyond=args.residual_beyond,
+            level_tail=args.level_tail,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -285,6 +285,7 @@ class Engine:
         known = [n in ckpt.stream_scalers or ckpt.scaling_mode == "global" for n in names]
         if any(known):
             self._init_scalers(slots[known], [n for n, k in zip(names, known, strict=True) if k])
+        self._init_tails(slots, names)
         ready = slots[st.seen[slots] >= timesteps] if len(slots) else slots
         if len(ready):
             with torch.inference_mode():
@@ -338,6 +339,7 @@ class Engine:
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
             for k, slab in owner.slabs.items():
                 slab[slots] = _saturated(extra[prefix + k], slab.dtype)
+        self._init_tails(slots, [self.state.names[s] for s in slots.tolist()])
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
 
@@ -365,7 +367,9 @@ class Engine:
         if len(fresh):
             self.scorer.reset(fresh)
             self.alerts.reset(fresh)
-            self._init_scalers(fresh, [self.state.names[s] for s in fresh.tolist()])
+            names = [self.state.names[s] for s in fresh.tolist()]
+            self._init_scalers(fresh, names)
+            self._init_tails(fresh, names)
         return slots
 
     def _init_scalers(self, slots: np.ndarray, names: list[str]) -> None:
@@ -375,11 +379,18 @@ class Engine:
         st.scale[slots] = np.stack([s.scale for s in scalers])
         per_stream = ckpt.scaling_mode == "per_stream"
         st.fit_scaler[slots] = [per_stream and n not in ckpt.stream_scalers for n in names]
-        tails = ckpt.metrics.get("training", {}).get("level_tail")
-        if tails is not None and "lvl_rate" in self.scorer.slabs:
-            rm = np.array([tails["streams"].get(n, tails["pooled"]) for n in names])
-            self.scorer.slabs["lvl_rate"][slots] = rm[:, 0]
-            self.scorer.slabs["lvl_excess"][slots] = rm[:, 1]
+
+    def _init_tails(self, slots: np.ndarray, names: list[str]) -> None:
+        """The level test's tail fitted on each stream's training rows, or the pooled one for a
+        stream the model was not trained on (see detector.level_tail). It belongs to the model,
+        not to what a stream has learnt, so it is set from the running checkpoint on every
+        start, swap and restore; a checkpoint without tails leaves the Gaussian's."""
+        tails = self.ckpt.metrics.get("training", {}).get("level_tail")
+        if tails is None or "level_tail_rate" not in self.scorer.slabs or not len(slots):
+            return
+        fitted = np.array([tails["streams"].get(n, tails["pooled"]) for n in names])
+        self.scorer.slabs["level_tail_rate"][slots] = fitted[:, 0]
+        self.scorer.slabs["level_tail_excess"][slots] = fitted[:, 1]
 
     # -- one wave ------------------------------------------------------------------------------
     def _wave(

@@ -1,4 +1,24 @@
-"""The level test's tail, read off the training rows (EXPLORATION)."""
+"""The level test's tail, fitted once on the training rows.
+
+The level test (:class:`detector.scoring.GaussianScorer`) reads how far a reading is from its
+stream's slowly drifting level under a Gaussian tail, and learns no tail of its own while it
+runs: an online tail would learn a lasting fault as it goes and fade it. But a stream whose
+normal includes excursions (request bursts, a spiky sensor) then reads each routine one as
+``p = 1e-9`` or less. This module gives the test the tail its training data showed instead,
+fixed, so it knows the stream's routine excursions and still cannot learn a fault away:
+
+* replay the level test over each training stream's scaled targets, as the scorer computes it
+  from its N(0, 1) prior (the same code, :meth:`GaussianScorer._gaussian`);
+* fit the rate at which its ``-log10 p`` passes 2 and an exponential excess beyond that (the
+  median excess over ``ln 2``, so one training glitch cannot set it), each shrunk to the
+  Gaussian's by the scorer's tail priors (``tail_prior`` readings, ``tail_events``
+  exceedances), and never lighter than the Gaussian's: a short training set is no evidence
+  that a stream is calmer than Gaussian.
+
+The scorer then reads the level test's ``p`` as :func:`detector.scoring.calibrate_tail` reads
+a learnt tail. Training stores one tail per training stream and one pooled over them, for
+streams the model has not seen.
+"""
 
 from __future__ import annotations
 
@@ -7,65 +27,91 @@ from collections.abc import Sequence
 import numpy as np
 
 from detector.scaling import Scaler
+from detector.scoring import _LOG10_E, _TAIL_AT, GaussianScorer, ScorerConfig
 from detector.series import Series
 
-_TAIL_AT = 2.0
-_LOG10_E = float(np.log10(np.e))
-_PRIOR_READINGS = 200  # as ScorerConfig.tail_prior
-_PRIOR_EVENTS = 5  # as ScorerConfig.tail_events
+__all__ = ["fit_tail", "level_surprise", "level_tails", "check_level_tails"]
+
+_BLOCK = 256  # training streams replayed side by side
 
 
-def level_surprise(scaled: np.ndarray, horizon: int, clip: float) -> np.ndarray:
-    """The level test's ``-log10 p`` at each row of one stream's scaled targets ``(n, T)``, as
-    the scorer computes it from its N(0, 1) prior (EWMA at ``1 / horizon``, updates clipped)."""
-    from detector.scoring import log10_chi2_tail
+def level_surprise(scaled: Sequence[np.ndarray], config: ScorerConfig) -> list[np.ndarray]:
+    """The level test's ``-log10 p`` at each row of each stream's scaled targets ``(n_i, T)``
+    (NaN where no target is present), from the scorer's N(0, 1) prior."""
+    out = []
+    for lo in range(0, len(scaled), _BLOCK):
+        block = scaled[lo : lo + _BLOCK]
+        t = block[0].shape[1]
+        scorer = GaussianScorer(config, np.ones(t), len(block))
+        slots = np.arange(len(block))
+        alpha = np.full(len(block), 1.0 / config.horizon)
+        longest = max(len(x) for x in block)
+        y = np.full((len(block), longest), np.nan)
+        step = np.full((len(block), t), np.nan)
+        for i in range(longest):
+            for k, x in enumerate(block):
+                step[k] = x[i] if i < len(x) else np.nan  # a finished stream: no update
+            log10_p, _, dof = scorer._gaussian(slots, step, "level_", alpha)
+            y[:, i] = np.where(dof > 0, -log10_p, np.nan)
+        out += [y[k, : len(x)] for k, x in enumerate(block)]
+    return out
 
-    n, t = scaled.shape
-    mean, var = np.zeros(t), np.ones(t)
-    a = 1.0 / horizon
-    d2 = np.zeros(n)
-    dof = np.zeros(n, np.int64)
-    for i in range(n):
-        x = scaled[i]
-        ok = ~np.isnan(x)
-        sd = np.sqrt(var)
-        z = np.where(ok, (x - mean) / sd, 0.0)
-        d2[i], dof[i] = float(np.square(z).sum()), int(ok.sum())
-        delta = np.clip(z, -clip, clip) * sd
-        mean = mean + a * delta
-        var = np.maximum((var + a * np.square(delta)) * (1.0 - a), 1e-12)
-    y = -log10_chi2_tail(d2, dof)
-    return np.where(dof > 0, y, np.nan)
 
-
-def fit_tail(y: np.ndarray) -> tuple[float, float]:
-    """Rate of ``y > 2`` and the mean excess beyond it (an exponential tail: median / ln 2,
-    robust to a training glitch), each shrunk to the Gaussian's by a prior."""
+def fit_tail(y: np.ndarray, config: ScorerConfig) -> tuple[float, float]:
+    """``(rate, excess)``: how often ``y = -log10 p`` passes 2, and the mean excess beyond it
+    in decades, shrunk to the Gaussian's (1e-2, ``log10 e``) and never below them."""
     y = y[np.isfinite(y)]
     over = y[y > _TAIL_AT] - _TAIL_AT
-    rate = (len(over) + _PRIOR_READINGS * 1e-2) / (len(y) + _PRIOR_READINGS)
-    rate = max(rate, 1e-2)  # never lighter than the Gaussian's: a short training set is no evidence
-    m = float(np.median(over)) / np.log(2.0) if len(over) else _LOG10_E
-    m = max(m, _LOG10_E)  # never lighter than the Gaussian's
-    excess = (len(over) * m + _PRIOR_EVENTS * _LOG10_E) / (len(over) + _PRIOR_EVENTS)
-    return float(rate), float(excess)
+    rate = (len(over) + config.tail_prior * 1e-2) / (len(y) + config.tail_prior)
+    m = max(float(np.median(over)) / np.log(2.0), _LOG10_E) if len(over) else _LOG10_E
+    excess = (len(over) * m + config.tail_events * _LOG10_E) / (len(over) + config.tail_events)
+    return float(max(rate, 1e-2)), float(excess)
 
 
 def level_tails(
     series: Sequence[Series],
     scalers: Sequence[Scaler],
     targets: Sequence[str],
-    horizon: int,
-    clip: float,
+    config: ScorerConfig | None = None,
+    skip_labelled: bool = True,
 ) -> dict[str, object]:
-    """``{"pooled": [rate, excess], "streams": {name: [rate, excess]}}`` over training streams."""
-    ys, per = [], {}
-    for s, sc in zip(series, scalers, strict=True):
+    """``{"pooled": [rate, excess], "streams": {name: [rate, excess]}}`` of the level test over
+    the training streams (each scaled by its scaler; labelled rows left out with
+    ``skip_labelled``, as training leaves them out)."""
+    config = config or ScorerConfig()
+    t = len(targets)
+    scaled = []
+    for s, scaler in zip(series, scalers, strict=True):
         x = s.select(list(targets))
-        if s.labels is not None:
+        if skip_labelled and s.labels is not None:
             x = np.where((s.labels == 0)[:, None], x, np.nan)
-        t = x.shape[1]  # targets come first among the scaler's features
-        y = level_surprise((x - sc.offset[:t]) / sc.scale[:t], horizon, clip)
-        ys.append(y)
-        per[s.name] = list(fit_tail(y))
-    return {"pooled": list(fit_tail(np.concatenate(ys))), "streams": per}
+        scaled.append((x - scaler.offset[:t]) / scaler.scale[:t])  # targets come first
+    ys = level_surprise(scaled, config) if scaled else []
+    return {
+        "pooled": list(fit_tail(np.concatenate(ys) if ys else np.zeros(0), config)),
+        "streams": {s.name: list(fit_tail(y, config)) for s, y in zip(series, ys, strict=True)},
+    }
+
+
+def check_level_tails(tails: object) -> None:
+    """Raise ``ValueError`` unless ``tails`` is what :func:`level_tails` returns."""
+
+    def ok(pair: object) -> bool:
+        return (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(type(v) in (int, float) for v in pair)
+            and 0 < pair[0] <= 1
+            and pair[1] > 0
+        )
+
+    if (
+        not isinstance(tails, dict)
+        or not ok(tails.get("pooled"))
+        or not isinstance(tails.get("streams"), dict)
+        or not all(ok(v) for v in tails["streams"].values())
+    ):
+        raise ValueError(
+            "metrics.training.level_tail must hold a pooled [rate, excess] and one per stream, "
+            "rates in (0, 1] and excesses above 0"
+        )

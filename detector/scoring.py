@@ -186,7 +186,8 @@ class ScorerConfig:
     ``sustained_beyond`` 0.25 (stage 16, chosen on used seeds 60-65) failed its rule on fresh
     seeds 66-71 (``skab_free`` fell 0.011, the guard allowed 0.010), so it stays 1 (opt-in).
     ``residual_beyond`` 0.1 (stage 17, chosen on used seeds 60-71) passed a rule written before
-    fresh seeds 72-77.
+    fresh seeds 72-77. ``level_tail`` (stage 19; its estimator and priors set by reasoning,
+    explored on used seeds 60-71) passed a rule written before fresh seeds 78-83.
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -216,15 +217,16 @@ class ScorerConfig:
     # lower, the longer a lasting fault keeps its evidence (see GaussianScorer._sustained).
     # This one is the readings' test: normal readings drift (a warming room), and their
     # average's spread must grow to let the drift through.
-    level_tail: bool = False  # EXPLORATION: read the level test through its training tail
-    step_beyond: float = 1.0  # EXPLORATION: the readings' lesson when the average left its
-    # calm (|z| <= 1) for beyond the clip within `_STEP_WITHIN` memories: a step, not a drift
     residual_beyond: float = 0.1  # the same for the two tests on residuals, the error's size
     # and the whitened innovation: a forecaster and a covariance that follow the stream leave
     # them no drift, so a lasting excursion there is a fault and can keep its evidence
+    level_tail: bool = True  # read the level test through the tail its training rows showed
+    # (fitted once, see detector.level_tail; a stream the checkpoint has none for reads the
+    # Gaussian): a stream's routine excursions stop reading as 1e-9, and a fault cannot be
+    # learnt away, as an online tail would learn it
 
     def __post_init__(self) -> None:
-        for name in ("sustained_beyond", "residual_beyond", "step_beyond"):
+        for name in ("sustained_beyond", "residual_beyond"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {value}")
@@ -349,7 +351,6 @@ _SUSTAINED_CLIP = 3.0  # a smoothed level updates its statistics as if at most 3
 # sigmas would otherwise hold the average at alert level for hundreds of readings, while a
 # shift of ~3 reading sds or less (what this test is for) enters whole.
 _SUSTAINED_STEP = 1.0
-_STEP_WITHIN = 3  # EXPLORATION
 _SUSTAINED_WARMUP = 5  # memories (of `sustained` readings) before the test is evidence
 _REPEAT_PRIOR = 0.1  # the repeat rate a stream starts from when training's is not known
 # The relations test (GaussianScorer._relations). Set by reasoning, except the ridge:
@@ -395,7 +396,8 @@ class GaussianScorer(Scorer):
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_tri", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
         | {p + k for p in ("sus_", "esus_", "wsus_") for k in _SUSTAINED_SLABS}
-    )  # the repeats, relations and sustained tests
+        | {"level_tail_rate", "level_tail_excess"}
+    )  # the repeats, relations and sustained tests, the level test's fitted tail
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         t = len(self.error_std)
@@ -409,9 +411,11 @@ class GaussianScorer(Scorer):
             "level_mean": np.zeros((n, t)),  # the reading's usual level, scaled units
             "level_var": np.ones((n, t)),  # the scaler makes training readings N(0, 1)
         }
-        if self.config.level_tail:
-            out["lvl_rate"] = np.full(n, 1e-2, np.float32)
-            out["lvl_excess"] = np.full(n, _LOG10_E, np.float32)
+        if self.config.level and self.config.level_tail:  # 8 bytes per stream
+            # the level test's tail fitted on the training rows (detector.level_tail), set by
+            # the engine from the checkpoint; a rate of 0: none, the Gaussian's is read
+            out["level_tail_rate"] = np.zeros(n, np.float32)
+            out["level_tail_excess"] = np.zeros(n, np.float32)
         if self.config.relations and 2 <= t <= native.RELATIONS_MAX:  # 2 t^2 + 10 t + 40 bytes
             i, j = native.tri_indices(t)
             out |= {
@@ -428,8 +432,6 @@ class GaussianScorer(Scorer):
             }
         if self.config.sustained:  # 12 bytes per target, 16 per stream (EWMAs: float32 will do)
             out |= _sustained_slabs("sus_", n, t)
-            if self.config.step_beyond < 1.0:
-                out["sus_calm"] = np.zeros((n, t), np.float32)
         if self.config.sustained and self.config.error_sustained:  # as the sustained test's
             # Its statistics start at the scaler's N(0, 1), as the reading test's: far wider
             # than an average of independent errors' |z| varies, so a stream is learnt before
@@ -462,6 +464,19 @@ class GaussianScorer(Scorer):
             start = have["level_mean"].astype(np.float32)
             out["sus_level"], out["sus_mean"] = start, start.copy()
         return out
+
+    def _level_tail(self, slots: np.ndarray, log10_p: np.ndarray) -> np.ndarray:
+        """The level test's ``log10 p`` read through each stream's fitted tail (rate ``r`` of
+        ``p <= 1e-2``, mean excess ``m`` decades beyond), as :func:`calibrate_tail` reads a
+        learnt one; unchanged where the stream has none. Fixed: nothing here learns."""
+        r = self.slabs["level_tail_rate"][slots].astype(np.float64)
+        m = self.slabs["level_tail_excess"][slots].astype(np.float64)
+        fitted = r > 0
+        lr = np.log10(np.where(fitted, r, 1e-2))
+        m = np.where(fitted, m, _LOG10_E)
+        y = -log10_p
+        tailed = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
+        return np.where(fitted, tailed, log10_p)
 
     def _repeats(
         self, slots: np.ndarray, level: np.ndarray, z2: np.ndarray, alpha: np.ndarray
@@ -556,7 +571,7 @@ class GaussianScorer(Scorer):
                 _SUSTAINED_CLIP,
                 cfg.beyond(prefix),
             )
-            if self.native and not (prefix == "sus_" and "sus_calm" in s)
+            if self.native
             else None
         )
         z2s, top = fast if fast is not None else self._sustained_numpy(slots, level, alpha, prefix)
@@ -593,13 +608,7 @@ class GaussianScorer(Scorer):
         c2 = _SUSTAINED_CLIP**2
         clipped = np.minimum(z2s, c2)
         delta = np.sign(smooth - mean) * np.sqrt(clipped * var)
-        w = cfg.beyond(prefix)
-        if prefix == "sus_" and "sus_calm" in s:
-            calm = s["sus_calm"][slots].astype(np.float64)
-            calm = np.where(present & (z2s <= 1.0), 0.0, np.where(present & (z2s < c2), calm + 1.0, calm))
-            s["sus_calm"][slots] = calm
-            w = np.where(calm <= _STEP_WITHIN * cfg.sustained, cfg.step_beyond, w)
-        taught = np.where(z2s < c2, z2s, 1.0 + w * (c2 - 1.0))
+        taught = np.where(z2s < c2, z2s, 1.0 + cfg.beyond(prefix) * (c2 - 1.0))
         s[prefix + "level"][slots] = smooth
         s[prefix + "mean"][slots] = np.where(present, mean + a * delta, mean)
         s[prefix + "var"][slots] = np.where(present, (var + a * taught * var) * (1.0 - a), var)
@@ -799,11 +808,8 @@ class GaussianScorer(Scorer):
             lp, lz2, _ = self._gaussian(
                 slots, level, "level_", np.full(len(slots), 1 / cfg.horizon)
             )
-            if "lvl_rate" in s:
-                y = -lp
-                lr = np.log10(s["lvl_rate"][slots].astype(np.float64))
-                m = s["lvl_excess"][slots].astype(np.float64)
-                lp = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
+            if "level_tail_rate" in s:
+                lp = self._level_tail(slots, lp)
             log10_p, tests = np.minimum(log10_p, lp), tests + 1
             z2 += lz2  # z2 is this call's own
         if cfg.sustained and level is not None:

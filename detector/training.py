@@ -25,6 +25,7 @@ from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
 from detector.errors import ConfigError, DataError
 from detector.forecast_metrics import forecast_errors
+from detector.level_tail import level_tails
 from detector.model import LSTMForecaster, ModelArgs
 from detector.scaling import SCALER_KINDS
 from detector.series import Series
@@ -373,4 +374,8 @@ def train(
     rates = repeat_rates(series, features.targets, config.skip_labelled)
     result.metrics["training"]["repeat_rate"] = [None if np.isnan(r) else float(r) for r in rates]
     result.metrics["training"]["calendar"] = list(calendar)
+    # The level test's tail, as the training rows show it (read by the default scorer).
+    result.metrics["training"]["level_tail"] = level_tails(
+        series, ts.scalers, features.targets, skip_labelled=config.skip_labelled
+    )
     return result

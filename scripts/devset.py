@@ -54,6 +54,7 @@ from detector.csvio import read_dataset, read_series, write_series
 from detector.detection_metrics import evaluate_streams, events
 from detector.engine import EngineConfig
 from detector.evaluation import EvalSpec, metrics_for, nab_at_optimal_threshold, score_streams
+from detector.level_tail import level_tails
 from detector.nab_scoring import probation_length
 from detector.series import Series
 from detector.training import train
@@ -359,12 +360,11 @@ def _checkpoint(root: Path, group: str, spec: EvalSpec) -> Checkpoint:
     path = root / ".models" / f"{group}-calendar-{tag}.pt"
     if path.exists():
         ckpt = load_checkpoint(path)
-        from detector.level_tail import level_tails
-        train_s = read_dataset(root / group / "train")
-        scalers = [ckpt.scaler_for(x.name) for x in train_s]
-        ckpt.metrics.setdefault("training", {})["level_tail"] = level_tails(
-            train_s, scalers, ckpt.targets, spec.engine.scorer.horizon, spec.engine.scorer.clip
-        )
+        training = ckpt.metrics.setdefault("training", {})
+        if "level_tail" not in training:  # cached before training fitted the level test's tail
+            streams = read_dataset(root / group / "train")
+            scalers = [ckpt.scaler_for(s.name) for s in streams]
+            training["level_tail"] = level_tails(streams, scalers, ckpt.targets)
         return ckpt
     cfg = dataclasses.replace(spec.train, covariates=COVARIATES.get(group, ()), device="cpu")
     ckpt = train(read_dataset(root / group / "train"), cfg).to_checkpoint()
