@@ -33,6 +33,7 @@ from detector.series import Series
 __all__ = ["fit_tail", "level_surprise", "level_tails", "check_level_tails"]
 
 _BLOCK = 256  # training streams replayed side by side
+_CHUNK = 1024  # and their rows copied in this many at a time
 
 
 def level_surprise(scaled: Sequence[np.ndarray], config: ScorerConfig) -> list[np.ndarray]:
@@ -41,18 +42,22 @@ def level_surprise(scaled: Sequence[np.ndarray], config: ScorerConfig) -> list[n
     out = []
     for lo in range(0, len(scaled), _BLOCK):
         block = scaled[lo : lo + _BLOCK]
-        t = block[0].shape[1]
-        scorer = GaussianScorer(config, np.ones(t), len(block))
-        slots = np.arange(len(block))
-        alpha = np.full(len(block), 1.0 / config.horizon)
+        b, t = len(block), block[0].shape[1]
+        scorer = GaussianScorer(config, np.ones(t), b)
+        slots = np.arange(b)
+        alpha = np.full(b, 1.0 / config.horizon)
         longest = max(len(x) for x in block)
-        y = np.full((len(block), longest), np.nan)
-        step = np.full((len(block), t), np.nan)
-        for i in range(longest):
+        y = np.full((b, longest), np.nan)
+        for start in range(0, longest, _CHUNK):
+            # Rows start.. of every stream, row-major so each step is one contiguous (b, T);
+            # a stream that has ended reads NaN: no update.
+            rows = np.full((min(_CHUNK, longest - start), b, t), np.nan)
             for k, x in enumerate(block):
-                step[k] = x[i] if i < len(x) else np.nan  # a finished stream: no update
-            log10_p, _, dof = scorer._gaussian(slots, step, "level_", alpha)
-            y[:, i] = np.where(dof > 0, -log10_p, np.nan)
+                part = x[start : start + _CHUNK]
+                rows[: len(part), k] = part
+            for i, step in enumerate(rows):
+                log10_p, _, dof = scorer._gaussian(slots, step, "level_", alpha)
+                y[:, start + i] = np.where(dof > 0, -log10_p, np.nan)
         out += [y[k, : len(x)] for k, x in enumerate(block)]
     return out
 

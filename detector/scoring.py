@@ -280,6 +280,15 @@ _TAIL_N_MAX = 2**30  # exceedances counted (int32 slabs); only the first horizon
 _LOG10_E = float(np.log10(np.e))
 
 
+def read_tail(y: np.ndarray, rate: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """Gaussian surprise ``y = -log10 p`` → ``log10 p`` under a tail that ``y`` passes
+    ``_TAIL_AT`` at ``rate``, exponential beyond with a mean excess of ``excess`` decades (as
+    peaks-over-threshold reads one): ``log10 rate - (y - _TAIL_AT) log10(e) / excess``, and
+    linear in ``y`` below. The Gaussian's own tail (1e-2, ``log10 e``) gives ``y`` back."""
+    lr = np.log10(rate)
+    return np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / excess)
+
+
 def calibrate_tail(
     s: dict[str, np.ndarray],
     slots: np.ndarray,
@@ -320,8 +329,7 @@ def calibrate_tail(
     r = s[prefix + "tail_rate"][slots].astype(np.float64)
     m = s[prefix + "tail_excess"][slots].astype(np.float64)
     k = s[prefix + "tail_n"][slots].astype(np.int64)
-    lr = np.log10(r)
-    log10_p = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
+    log10_p = read_tail(y, r, m)
     over = use & (y > _TAIL_AT)
     seen = s[count or (prefix + "n" if prefix else "count")][slots]  # this one included
     alpha = 1.0 / np.minimum(seen + cfg.tail_prior, cfg.horizon)
@@ -472,10 +480,7 @@ class GaussianScorer(Scorer):
         r = self.slabs["level_tail_rate"][slots].astype(np.float64)
         m = self.slabs["level_tail_excess"][slots].astype(np.float64)
         fitted = r > 0
-        lr = np.log10(np.where(fitted, r, 1e-2))
-        m = np.where(fitted, m, _LOG10_E)
-        y = -log10_p
-        tailed = np.where(y <= _TAIL_AT, y * lr / _TAIL_AT, lr - (y - _TAIL_AT) * _LOG10_E / m)
+        tailed = read_tail(-log10_p, np.where(fitted, r, 1e-2), np.where(fitted, m, _LOG10_E))
         return np.where(fitted, tailed, log10_p)
 
     def _repeats(
