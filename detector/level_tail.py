@@ -63,8 +63,9 @@ def level_surprise(scaled: Sequence[np.ndarray], config: ScorerConfig) -> list[n
 
 
 def fit_tail(y: np.ndarray, config: ScorerConfig) -> tuple[float, float]:
-    """``(rate, excess)``: how often ``y = -log10 p`` passes 2, and the mean excess beyond it
-    in decades, shrunk to the Gaussian's (1e-2, ``log10 e``) and never below them."""
+    """``(rate, excess)``: how often ``y = -log10 p`` passes 2, and the excess beyond it in
+    decades (an exponential's mean, read off the median excess as ``median / ln 2``), shrunk to
+    the Gaussian's (1e-2, ``log10 e``) and never below them."""
     y = y[np.isfinite(y)]
     over = y[y > _TAIL_AT] - _TAIL_AT
     rate = (len(over) + config.tail_prior * 1e-2) / (len(y) + config.tail_prior)

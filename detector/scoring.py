@@ -280,7 +280,7 @@ _TAIL_N_MAX = 2**30  # exceedances counted (int32 slabs); only the first horizon
 _LOG10_E = float(np.log10(np.e))
 
 
-def read_tail(y: np.ndarray, rate: np.ndarray, excess: np.ndarray) -> np.ndarray:
+def _read_tail(y: np.ndarray, rate: np.ndarray, excess: np.ndarray) -> np.ndarray:
     """Gaussian surprise ``y = -log10 p`` → ``log10 p`` under a tail that ``y`` passes
     ``_TAIL_AT`` at ``rate``, exponential beyond with a mean excess of ``excess`` decades (as
     peaks-over-threshold reads one): ``log10 rate - (y - _TAIL_AT) log10(e) / excess``, and
@@ -329,7 +329,7 @@ def calibrate_tail(
     r = s[prefix + "tail_rate"][slots].astype(np.float64)
     m = s[prefix + "tail_excess"][slots].astype(np.float64)
     k = s[prefix + "tail_n"][slots].astype(np.int64)
-    log10_p = read_tail(y, r, m)
+    log10_p = _read_tail(y, r, m)
     over = use & (y > _TAIL_AT)
     seen = s[count or (prefix + "n" if prefix else "count")][slots]  # this one included
     alpha = 1.0 / np.minimum(seen + cfg.tail_prior, cfg.horizon)
@@ -480,7 +480,7 @@ class GaussianScorer(Scorer):
         r = self.slabs["level_tail_rate"][slots].astype(np.float64)
         m = self.slabs["level_tail_excess"][slots].astype(np.float64)
         fitted = r > 0
-        tailed = read_tail(-log10_p, np.where(fitted, r, 1e-2), np.where(fitted, m, _LOG10_E))
+        tailed = _read_tail(-log10_p, np.where(fitted, r, 1e-2), np.where(fitted, m, _LOG10_E))
         return np.where(fitted, tailed, log10_p)
 
     def _repeats(
