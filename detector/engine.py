@@ -24,6 +24,7 @@ needs ``ScorerConfig.warmup`` more readings before scores leave neutral: a strea
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +42,13 @@ from detector.checkpoint import Checkpoint
 from detector.device import resolve_device
 from detector.errors import ConfigError, DataError, DetectorError
 from detector.fused_step import step_kernel
+from detector.level_tail import tail_mismatch
 from detector.scaling import Scaler
 from detector.scoring import ScorerConfig, make_scorer
 from detector.slabs import as_run, rows
 from detector.state import StreamState
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EngineConfig", "BatchResult", "Engine", "STATUS"]
 
@@ -197,6 +201,8 @@ class Engine:
         error_std = np.ones(self.n_targets) if error_std is None else np.asarray(error_std)
         repeat_rate = ckpt.metrics.get("training", {}).get("repeat_rate")
         self.scorer = make_scorer(config.scorer, error_std, self.state.capacity, repeat_rate)
+        self._tails_checked: object = None  # the level tails last checked against the scorer
+        self._init_tails(np.zeros(0, np.int64), [])  # says now if they were fitted otherwise
         self.alerts = AlertTracker(config.alerts, ckpt.targets, self.state.capacity)
         self.evicted = 0  # streams forgotten so far: over the cap, idle, or handed away
 
@@ -386,7 +392,14 @@ class Engine:
         not to what a stream has learnt, so it is set from the running checkpoint on every
         start, swap and restore; a checkpoint without tails leaves the Gaussian's."""
         tails = self.ckpt.metrics.get("training", {}).get("level_tail")
-        if tails is None or "level_tail_rate" not in self.scorer.slabs or not len(slots):
+        if tails is None or "level_tail_rate" not in self.scorer.slabs:
+            return
+        if self._tails_checked is not tails:  # once per checkpoint, not per new stream
+            self._tails_checked = tails
+            mismatch = tail_mismatch(tails, self.scorer.config)
+            if mismatch:
+                log.warning("%s", mismatch)
+        if not len(slots):
             return
         fitted = np.array([tails["streams"].get(n, tails["pooled"]) for n in names])
         self.scorer.slabs["level_tail_rate"][slots] = fitted[:, 0]

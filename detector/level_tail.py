@@ -30,8 +30,10 @@ from detector.scaling import Scaler
 from detector.scoring import _LOG10_E, _TAIL_AT, GaussianScorer, ScorerConfig
 from detector.series import Series
 
-__all__ = ["fit_tail", "level_surprise", "level_tails", "check_level_tails"]
+__all__ = ["fit_tail", "level_surprise", "level_tails", "check_level_tails", "tail_mismatch"]
 
+# Tails written before the settings were recorded (session 20) were fitted under these.
+_FITTED_BEFORE = {"horizon": 2000, "clip": 5.0}
 _BLOCK = 256  # training streams replayed side by side
 _CHUNK = 1024  # and their rows copied in this many at a time
 
@@ -81,9 +83,10 @@ def level_tails(
     config: ScorerConfig | None = None,
     skip_labelled: bool = True,
 ) -> dict[str, object]:
-    """``{"pooled": [rate, excess], "streams": {name: [rate, excess]}}`` of the level test over
-    the training streams (each scaled by its scaler; labelled rows left out with
-    ``skip_labelled``, as training leaves them out)."""
+    """``{"pooled": [rate, excess], "streams": {name: [rate, excess]}, "fitted_with": {...}}``
+    of the level test over the training streams (each scaled by its scaler; labelled rows left
+    out with ``skip_labelled``, as training leaves them out), and the level test's settings
+    they were fitted under (``horizon``, ``clip``; see :func:`tail_mismatch`)."""
     config = config or ScorerConfig()
     t = len(targets)
     scaled = []
@@ -96,7 +99,26 @@ def level_tails(
     return {
         "pooled": list(fit_tail(np.concatenate(ys) if ys else np.zeros(0), config)),
         "streams": {s.name: list(fit_tail(y, config)) for s, y in zip(series, ys, strict=True)},
+        "fitted_with": {"horizon": config.horizon, "clip": config.clip},
     }
+
+
+def tail_mismatch(tails: dict, config: ScorerConfig) -> str | None:
+    """Why ``tails`` do not describe ``config``'s level test (it follows the level at
+    ``horizon``'s pace and clips at ``clip``: other settings give other excursions, so another
+    tail), or None."""
+    fitted = tails.get("fitted_with", _FITTED_BEFORE)
+    differ = [
+        f"{k} {fitted[k]:g} (scorer: {getattr(config, k):g})"
+        for k in ("horizon", "clip")
+        if float(fitted[k]) != float(getattr(config, k))
+    ]
+    if not differ:
+        return None
+    return (
+        "the level test's tails were fitted with " + ", ".join(differ) + "; they are read as "
+        "they are. Retrain to refit them, or run with --no-level-tail"
+    )
 
 
 def check_level_tails(tails: object) -> None:
@@ -111,13 +133,20 @@ def check_level_tails(tails: object) -> None:
             and pair[1] > 0
         )
 
+    def settings(fitted: object) -> bool:
+        return isinstance(fitted, dict) and all(
+            type(fitted.get(k)) in (int, float) and fitted[k] > 0 for k in ("horizon", "clip")
+        )
+
     if (
         not isinstance(tails, dict)
         or not ok(tails.get("pooled"))
+        or ("fitted_with" in tails and not settings(tails["fitted_with"]))
         or not isinstance(tails.get("streams"), dict)
         or not all(ok(v) for v in tails["streams"].values())
     ):
         raise ValueError(
             "metrics.training.level_tail must hold a pooled [rate, excess] and one per stream, "
-            "rates in (0, 1] and excesses above 0"
+            "rates in (0, 1] and excesses above 0, and may say the positive horizon and clip "
+            "they were fitted with"
         )

@@ -10,7 +10,13 @@ import pytest
 from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.engine import Engine, EngineConfig
 from detector.errors import CheckpointError
-from detector.level_tail import check_level_tails, fit_tail, level_surprise, level_tails
+from detector.level_tail import (
+    check_level_tails,
+    fit_tail,
+    level_surprise,
+    level_tails,
+    tail_mismatch,
+)
 from detector.scaling import Scaler
 from detector.scoring import _LOG10_E, GaussianScorer, ScorerConfig
 from detector.series import Series
@@ -186,3 +192,26 @@ def test_the_engine_sets_each_streams_tail_from_the_checkpoint(ckpt, tmp_path) -
     plain = Engine(old, EngineConfig(device="cpu"))
     plain.process(["s1"], [0.0], np.zeros((1, 2)))
     assert _slab(plain, "s1") == (0.0, 0.0)
+
+
+def test_tails_say_what_they_were_fitted_under_and_the_engine_warns_on_a_mismatch(
+    ckpt, caplog
+) -> None:
+    tails = ckpt.metrics["training"]["level_tail"]
+    assert tails["fitted_with"] == {"horizon": CFG.horizon, "clip": CFG.clip}
+    assert tail_mismatch(tails, CFG) is None
+    assert tail_mismatch({"pooled": [0.01, 0.5], "streams": {}}, CFG) is None  # session 20's
+    short = dataclasses.replace(CFG, horizon=500)
+    assert "horizon 2000 (scorer: 500)" in tail_mismatch(tails, short)
+    with caplog.at_level("WARNING", logger="detector.engine"):
+        Engine(ckpt, EngineConfig(device="cpu"))
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="detector.engine"):
+        engine = Engine(ckpt, EngineConfig(device="cpu", scorer=dataclasses.replace(CFG, clip=3)))
+        engine.process(["s0", "s1"], [0.0, 0.0], np.zeros((2, 2)))
+    assert [r.getMessage().count("clip 5 (scorer: 3)") for r in caplog.records] == [1]  # once
+    # The tails are still read: they are nearer the stream's excursions than the Gaussian's.
+    np.testing.assert_allclose(_slab(engine, "s1"), tails["streams"]["s1"], rtol=1e-6)
+    for bad in ({"horizon": 0, "clip": 5.0}, {"clip": 5.0}, "2000"):
+        with pytest.raises(ValueError, match="horizon and clip"):
+            check_level_tails(dict(tails, fitted_with=bad))
