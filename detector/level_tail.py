@@ -116,8 +116,9 @@ def tail_mismatch(tails: dict, config: ScorerConfig) -> str | None:
     if not differ:
         return None
     return (
-        "the level test's tails were fitted with " + ", ".join(differ) + "; they are read as "
-        "they are. Retrain to refit them, or run with --no-level-tail"
+        "the level test's tails were fitted with " + ", ".join(differ) + " (`detector train` "
+        "fits them under the scorer's defaults); they are read as they are. --no-level-tail "
+        "(scorer.level_tail: false) reads the Gaussian's instead"
     )
 
 
