@@ -135,3 +135,30 @@ def test_bursty_group_has_routine_bursts_in_training_and_long_test_parts(devset,
         local = np.array([np.median(x[max(i - 12, 0) : i + 13]) for i in range(len(x))])
         sd = 1.4826 * np.median(np.abs(x - local))
         assert not fit.labels.any() and (x - local).max() > 6 * sd
+
+
+def _one_range_streams(n: int, missed: int) -> tuple[list, list, list]:
+    """``n`` streams with one labelled range each; ``before`` flags every range and nothing
+    else, ``after`` misses the ranges of the first ``missed`` streams."""
+    labels, before, after = [], [], []
+    for k in range(n):
+        y = np.zeros(100, bool)
+        y[40:50] = True
+        labels.append(y)
+        before.append(y.copy())
+        after.append(y.copy() if k >= missed else np.zeros(100, bool))
+    return labels, before, after
+
+
+def test_paired_interval_is_a_bootstrap_over_streams_of_the_pooled_event_f1(devset) -> None:
+    labels, before, after = _one_range_streams(20, missed=2)
+    assert devset.paired_interval(labels, before, before) == (0.0, 0.0, 0.0)
+    d, lo, hi = devset.paired_interval(labels, before, after)
+    assert d == pytest.approx(2 * 0.9 / 1.9 - 1.0)  # recall 18/20, precision 1
+    assert lo < d <= hi <= 0.0  # missing ranges can only cost
+    assert devset.paired_interval(labels, before, after) == (d, lo, hi)  # fixed seed
+    # Four times the streams, the same share missed: the same difference, a narrower interval.
+    labels4, before4, after4 = _one_range_streams(80, missed=8)
+    d4, lo4, hi4 = devset.paired_interval(labels4, before4, after4)
+    assert d4 == pytest.approx(d)
+    assert hi4 - lo4 < 0.7 * (hi - lo)
