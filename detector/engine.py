@@ -306,8 +306,12 @@ class Engine:
         ``names``; to a path (atomically) or a binary file object."""
         names = sorted(self.state.slot_of if names is None else names)
         slots = np.array([self.state.slot_of[n] for n in names], np.int64)
-        extra = {f"scorer_{k}": v[slots] for k, v in self.scorer.slabs.items()}
-        extra |= {f"alerts_{k}": v[slots] for k, v in self.alerts.slabs.items()}
+        extra = {
+            f"{prefix}{k}": v[slots]
+            for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts))
+            for k, v in owner.slabs.items()
+            if k not in owner.from_model  # the model's, set again on restore
+        }
         return self.state.snapshot(path, extra, names)
 
     def snapshot_bytes(self, names: Sequence[str] | None = None) -> bytes:
@@ -328,8 +332,12 @@ class Engine:
         slots, extra = self.state.restore(path)
         self._sync_capacity()
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
-            later = [k for k in owner.added_later if k in owner.slabs and prefix + k not in extra]
-            if later:  # an older snapshot: the state added since starts fresh, or as learnt
+            later = [
+                k
+                for k in owner.added_later | owner.from_model
+                if k in owner.slabs and prefix + k not in extra
+            ]
+            if later:  # an older snapshot, or the model's slabs: fresh, or as learnt
                 # every slab the snapshot has, those since renamed or reshaped included
                 have = {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
                 rows = owner.upgraded(later, have, len(slots))

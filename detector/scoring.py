@@ -406,6 +406,7 @@ class GaussianScorer(Scorer):
         | {p + k for p in ("sus_", "esus_", "wsus_") for k in _SUSTAINED_SLABS}
         | {"level_tail_rate", "level_tail_excess"}
     )  # the repeats, relations and sustained tests, the level test's fitted tail
+    from_model = frozenset({"level_tail_rate", "level_tail_excess"})  # the engine's _init_tails
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         t = len(self.error_std)

@@ -39,6 +39,9 @@ class Slabs:
     # Slabs added after snapshots were first written: a snapshot without them restores them
     # fresh (as a new stream has them) instead of being refused, so an upgrade keeps its state.
     added_later: frozenset[str] = frozenset()
+    # Slabs the owner of the model sets on every start, swap and restore (not learnt from the
+    # stream): a snapshot leaves them out, and a restore takes them from the running model.
+    from_model: frozenset[str] = frozenset()
     slabs: dict[str, np.ndarray]
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:

@@ -178,6 +178,9 @@ def test_the_engine_sets_each_streams_tail_from_the_checkpoint(ckpt, tmp_path) -
     np.testing.assert_allclose(_slab(engine, "new"), tails["pooled"], rtol=1e-6)
     # A restore takes the running checkpoint's tails, not the snapshot's.
     snap = engine.snapshot(tmp_path / "snap.npz")
+    with np.load(snap) as saved:  # the tails are the model's: a snapshot leaves them out
+        assert not [k for k in saved.files if "level_tail" in k]
+        assert "extra_scorer_level_mean" in saved.files
     other = copy.deepcopy(ckpt)
     other.metrics["training"]["level_tail"]["streams"]["s1"] = [0.5, 9.0]
     restored = Engine(other, EngineConfig(device="cpu"))
