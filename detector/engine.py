@@ -202,7 +202,7 @@ class Engine:
         repeat_rate = ckpt.metrics.get("training", {}).get("repeat_rate")
         self.scorer = make_scorer(config.scorer, error_std, self.state.capacity, repeat_rate)
         self._tails_checked: object = None  # the level tails last checked against the scorer
-        self._init_tails(np.zeros(0, np.int64), [])  # says now if they were fitted otherwise
+        self._level_tails()  # a mismatch is said at start, not at the first stream
         self.alerts = AlertTracker(config.alerts, ckpt.targets, self.state.capacity)
         self.evicted = 0  # streams forgotten so far: over the cap, idle, or handed away
 
@@ -394,20 +394,26 @@ class Engine:
         per_stream = ckpt.scaling_mode == "per_stream"
         st.fit_scaler[slots] = [per_stream and n not in ckpt.stream_scalers for n in names]
 
+    def _level_tails(self) -> dict | None:
+        """The running checkpoint's level tails, where the scorer reads them (else None); says
+        once per checkpoint when they were fitted under other settings than the scorer's."""
+        tails = self.ckpt.metrics.get("training", {}).get("level_tail")
+        if tails is None or "level_tail_rate" not in self.scorer.slabs:
+            return None
+        if self._tails_checked is not tails:
+            self._tails_checked = tails
+            mismatch = tail_mismatch(tails, self.scorer.config)
+            if mismatch:
+                log.warning("%s", mismatch)
+        return tails
+
     def _init_tails(self, slots: np.ndarray, names: list[str]) -> None:
         """The level test's tail fitted on each stream's training rows, or the pooled one for a
         stream the model was not trained on (see detector.level_tail). It belongs to the model,
         not to what a stream has learnt, so it is set from the running checkpoint on every
         start, swap and restore; a checkpoint without tails leaves the Gaussian's."""
-        tails = self.ckpt.metrics.get("training", {}).get("level_tail")
-        if tails is None or "level_tail_rate" not in self.scorer.slabs:
-            return
-        if self._tails_checked is not tails:  # once per checkpoint, not per new stream
-            self._tails_checked = tails
-            mismatch = tail_mismatch(tails, self.scorer.config)
-            if mismatch:
-                log.warning("%s", mismatch)
-        if not len(slots):
+        tails = self._level_tails()
+        if tails is None or not len(slots):
             return
         fitted = np.array([tails["streams"].get(n, tails["pooled"]) for n in names])
         self.scorer.slabs["level_tail_rate"][slots] = fitted[:, 0]
