@@ -404,9 +404,9 @@ class GaussianScorer(Scorer):
         {"rep_last", "rep_run", "rep_rate", "rel_mean", "rel_tri", "rel_n"}
         | {"rel_tail_rate", "rel_tail_excess", "rel_tail_n", "rel_tail_over"}
         | {p + k for p in ("sus_", "esus_", "wsus_") for k in _SUSTAINED_SLABS}
-        | {"level_tail_rate", "level_tail_excess"}
-    )  # the repeats, relations and sustained tests, the level test's fitted tail
-    from_model = frozenset({"level_tail_rate", "level_tail_excess"})  # the engine's _init_tails
+    )  # the repeats, relations and sustained tests
+    # the level test's fitted tail: set by the engine (_init_tails), never in a snapshot
+    from_model = frozenset({"level_tail_rate", "level_tail_excess"})
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         t = len(self.error_std)

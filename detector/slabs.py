@@ -40,7 +40,8 @@ class Slabs:
     # fresh (as a new stream has them) instead of being refused, so an upgrade keeps its state.
     added_later: frozenset[str] = frozenset()
     # Slabs the owner of the model sets on every start, swap and restore (not learnt from the
-    # stream): a snapshot leaves them out, and a restore takes them from the running model.
+    # stream): a snapshot leaves them out, and a restore starts them fresh, as it does the
+    # missing ones of ``added_later``, before the model's are set.
     from_model: frozenset[str] = frozenset()
     slabs: dict[str, np.ndarray]
 
