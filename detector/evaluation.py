@@ -14,8 +14,10 @@ Protocols (none reads a test label before scoring is over):
 
 Every detector, ours and the baselines, is measured in the same run on the same data:
 the LSTM through the engine; a persistence forecast through the same engine and scorer; a
-rolling z-score with no model. Decisions are the engine's label-free alerts (baselines: the same
-``open_at`` on the same score scale); NAB scores are reported both for those decisions and at the
+rolling z-score with no model; telemanom's published dynamic threshold on the LSTM's own
+forecasts (:mod:`detector.telemanom`: the same forecasts, another way to decide). Decisions are
+the engine's label-free alerts (the score baselines: the same ``open_at`` on the same score
+scale; telemanom: its own flags); NAB scores are reported both for those decisions and at the
 corpus-optimal threshold, as NAB's scoreboard does. The threshold sweep reads each detector's onset
 score (:mod:`detector.alerts`; the rolling z-score gets the same episode logic), since NAB counts
 every detection after the first in an episode as a false positive.
@@ -39,6 +41,7 @@ from detector.feed import interleave
 from detector.nab_scoring import NabFile, nab_report, nab_report_detections, probation_length
 from detector.scoring import log10_normal_tail, surprise_log10
 from detector.series import Series
+from detector.telemanom import telemanom_flags
 from detector.training import TrainConfig, train
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "EvalSpec",
     "score_streams",
     "run_split",
+    "telemanom_streams",
     "run_split_by_columns",
     "column_sets",
     "run_nab",
@@ -150,14 +154,34 @@ def _zscore_streams(
     return out
 
 
+def telemanom_streams(
+    ckpt: Checkpoint, series: Sequence[Series], forecasts: Sequence[StreamScores]
+) -> list[StreamScores]:
+    """Telemanom's dynamic threshold (:mod:`detector.telemanom`) on the forecasts of
+    ``forecasts`` (the LSTM's, from :func:`score_streams`): a reading is flagged when any target
+    is. It gives decisions, not scores: the score is the flag, and each run of flags has one
+    onset, at its first reading."""
+    out = []
+    for s, f in zip(series, forecasts, strict=True):
+        values = s.select(list(ckpt.targets))
+        flag = np.zeros(len(s), bool)
+        for j in range(values.shape[1]):
+            flag |= telemanom_flags(values[:, j], f.forecast[:, j])
+        onset = (flag & ~np.concatenate([[False], flag[:-1]])).astype(float)
+        out.append(StreamScores(flag.astype(float), flag, onset=onset))
+    return out
+
+
 def _detectors(
     ckpt: Checkpoint, test: Sequence[Series], spec: EvalSpec, warm: Sequence[Series] = ()
 ) -> dict[str, list[StreamScores]]:
     persistence = PersistenceForecaster(ckpt.model.args.n_inputs, len(ckpt.targets))
+    lstm = score_streams(ckpt, test, spec.engine, warm=warm)
     return {
-        "lstm": score_streams(ckpt, test, spec.engine, warm=warm),
+        "lstm": lstm,
         "persistence": score_streams(ckpt, test, spec.engine, model=persistence, warm=warm),
         "rolling_zscore": _zscore_streams(ckpt, test, spec),
+        "telemanom": telemanom_streams(ckpt, test, lstm),
     }
 
 
