@@ -67,8 +67,9 @@ class TelemanomConfig:
 
 def smooth_errors(errors: np.ndarray, span: int) -> np.ndarray:
     """EWMA of ``errors (n,)`` with ``alpha = 2 / (span + 1)``, started at the first error (as
-    pandas' ``ewm(span).mean()`` with ``adjust=False``); a missing error repeats the last value
-    (NaN before the first)."""
+    pandas' ``ewm(span).mean()`` with ``adjust=False``; the paper's code keeps pandas' default,
+    ``adjust=True``, which differs over the first few spans only); a missing error repeats the
+    last value (NaN before the first)."""
     a = 2.0 / (span + 1.0)
     out = np.full(len(errors), np.nan)
     m = np.nan
