@@ -61,6 +61,13 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         "stream's routine excursions are not anomalies); off: the Gaussian's",
     )
     p.add_argument(
+        "--level-beside-relations",
+        action=argparse.BooleanOptionalAction,
+        default=ScorerConfig.level_beside_relations,
+        help="run the level test also on streams the relations test reads (2 to 64 targets); "
+        "off: only on the others",
+    )
+    p.add_argument(
         "--residual-beyond",
         type=float,
         default=ScorerConfig.residual_beyond,
@@ -92,6 +99,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
             sustained_beyond=args.sustained_beyond,
             residual_beyond=args.residual_beyond,
             level_tail=args.level_tail,
+            level_beside_relations=args.level_beside_relations,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -220,6 +220,10 @@ class ScorerConfig:
     residual_beyond: float = 0.1  # the same for the two tests on residuals, the error's size
     # and the whitened innovation: a forecaster and a covariance that follow the stream leave
     # them no drift, so a lasting excursion there is a fault and can keep its evidence
+    level_beside_relations: bool = True  # the level test also where the relations test runs
+    # (2 to 64 targets); off: only where it does not, since the relations test's distance of
+    # the reading from the stream's own mean, under its covariance, already reads how far each
+    # channel is from its usual level, and a second test of it adds chances of a false alert
     level_tail: bool = True  # read the level test through the tail its training rows showed
     # (fitted once, see detector.level_tail; a stream the checkpoint has none for reads the
     # Gaussian): a stream's routine excursions stop reading as 1e-9, and a fault cannot be
@@ -808,7 +812,7 @@ class GaussianScorer(Scorer):
         if cfg.tail:
             log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
         tests = 1
-        if cfg.level and level is not None:
+        if cfg.level and level is not None and (cfg.level_beside_relations or "rel_tri" not in s):
             # The level follows drift at the slow pace of `horizon` and has no learnt tail: a
             # sustained shift (a closed valve) keeps its evidence while it lasts.
             lp, lz2, _ = self._gaussian(
