@@ -148,6 +148,35 @@ def test_level_evidence_holds_through_a_sustained_shift_the_forecast_follows() -
     assert np.mean(scores[True][100:600] >= 0.5) < 0.01
 
 
+def test_level_beside_relations_off_leaves_the_level_to_the_relations_test_only() -> None:
+    """Off, a stream the relations test reads (2 to 64 targets) is scored as with no level
+    test; a univariate one, which the relations test cannot read, keeps its level test."""
+    rng = np.random.default_rng(7)
+
+    def scores(t: int, **kw) -> np.ndarray:
+        errs = rng.normal(0, 1, (800, 1, t))
+        level = rng.normal(0, 1, (800, 1, t))
+        level[500:700, 0, 0] += 8.0
+        cfg = ScorerConfig(**{**CFG.__dict__, **kw})
+        scorer = make_scorer(cfg, np.ones(t), 1)
+        slot = np.zeros(1, np.int64)
+        return np.array([scorer.score(slot, e, x)[0][0] for e, x in zip(errs, level, strict=True)])
+
+    for t in (1, 3):
+        state = rng.bit_generator.state
+        runs = {}
+        for name, kw in {
+            "beside": {},
+            "not beside": {"level_beside_relations": False},
+            "no level": {"level": False},
+        }.items():
+            rng.bit_generator.state = state  # the same readings for each setting
+            runs[name] = scores(t, **kw)
+        assert not np.array_equal(runs["beside"], runs["no level"])  # the level test counts
+        twin = "no level" if t > 1 else "beside"
+        np.testing.assert_array_equal(runs["not beside"], runs[twin])
+
+
 @pytest.mark.parametrize("dof", [2, 4, 8, 16])
 def test_even_dof_closed_form_matches_gammaincc(dof: int) -> None:
     """The fast path for a batch with one small even dof is the general path's function, and
