@@ -21,7 +21,8 @@ among its 8 strongest onsets) has shown that such an event comes about ``c / n``
 its onset claims no more than ``-log10(c / n)`` (a bursty metric's routine bursts stop ranking
 with a quiet stream's first fault; an onset ``onset_step`` times stronger than all but two of
 its stream's earlier ones is never capped). Alerts themselves follow the plain score, unless
-``lone_cap`` (opt-in) holds a lone anomalous reading to the same record before it may open one.
+``lone_cap`` (on by default since stage 21) holds a lone anomalous reading to the same record
+before it may open one.
 
 An alert's id is derived from its stream and the event time of its first anomalous reading
 (``sha1``), so replaying the same readings gives the same ids and downstream can de-duplicate.
@@ -57,7 +58,9 @@ class AlertConfig:
     0.01), so 0.5 stays. ``onset_cap`` and its constants were set by reasoning and kept after a
     guard written before fresh dev seeds 45-47; counting precedents by ``onset_step`` passed its
     own guard on fresh seeds 51-53 (docs/accuracy.md, stage 14). ``lone_cap`` failed its guard
-    on fresh seeds 54-59 (``skab_free``), so it is opt-in (stage 15)."""
+    on fresh seeds 54-59 and 84-89 (``skab_free``, stages 15 and 20) while the level test also
+    ran on multivariate streams; with the scorer's ``level_beside_relations`` off it passed a
+    rule written before fresh seeds 90-95, and both became defaults (stage 21)."""
 
     open_at: float = 0.5  # score >= this is anomalous (p <= 1e-5)
     close_at: float = 0.3  # score < this is normal again (p > 1e-3)
@@ -76,7 +79,7 @@ class AlertConfig:
     # opening: a lone anomalous reading (the first of its run) opens an alert only if its
     # evidence, held to the stream's onset record as onsets are, still reaches open_at; a run of
     # two opens as before (a routine blip the stream has shown before is not an alert)
-    lone_cap: bool = False
+    lone_cap: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_at <= self.open_at <= 1:

@@ -188,6 +188,8 @@ class ScorerConfig:
     ``residual_beyond`` 0.1 (stage 17, chosen on used seeds 60-71) passed a rule written before
     fresh seeds 72-77. ``level_tail`` (stage 19; its estimator and priors set by reasoning,
     explored on used seeds 60-71) passed a rule written before fresh seeds 78-83.
+    ``level_beside_relations`` off (stage 21; set by reasoning, explored on used seeds 72-89
+    with ``lone_cap``) passed, with it, a rule written before fresh seeds 90-95.
     """
 
     kind: str = "gaussian"  # "gaussian" or "likelihood"
@@ -220,7 +222,7 @@ class ScorerConfig:
     residual_beyond: float = 0.1  # the same for the two tests on residuals, the error's size
     # and the whitened innovation: a forecaster and a covariance that follow the stream leave
     # them no drift, so a lasting excursion there is a fault and can keep its evidence
-    level_beside_relations: bool = True  # the level test also where the relations test runs
+    level_beside_relations: bool = False  # the level test also where the relations test runs
     # (2 to 64 targets); off: only where it does not, since the relations test's distance of
     # the reading from the stream's own mean, under its covariance, already reads how far each
     # channel is from its usual level, and a second test of it adds chances of a false alert
@@ -391,7 +393,7 @@ def _sustained_slabs(prefix: str, n: int, t: int) -> dict[str, np.ndarray]:
     return {prefix + k: v for k, v in fresh.items()}
 
 
-def _sidak(least: np.ndarray, tests: int) -> np.ndarray:
+def _sidak(least: np.ndarray, tests: int | np.ndarray) -> np.ndarray:
     """``log10`` of ``P[min of `tests` uniform p <= p] = 1 - (1 - p) ** tests`` from the least
     ``log10 p``: several tests, one answer, as likely as one test's ``p`` on normal data. Finite
     however small ``p`` (far in the tail it is ``tests * p``), so scores keep their order."""
@@ -812,7 +814,7 @@ class GaussianScorer(Scorer):
         if cfg.tail:
             log10_p = calibrate_tail(s, slots, -log10_p, dof > 0, cfg)
         tests = 1
-        if cfg.level and level is not None and (cfg.level_beside_relations or "rel_tri" not in s):
+        if cfg.level and level is not None:
             # The level follows drift at the slow pace of `horizon` and has no learnt tail: a
             # sustained shift (a closed valve) keeps its evidence while it lasts.
             lp, lz2, _ = self._gaussian(
@@ -820,8 +822,17 @@ class GaussianScorer(Scorer):
             )
             if "level_tail_rate" in s:
                 lp = self._level_tail(slots, lp)
-            log10_p, tests = np.minimum(log10_p, lp), tests + 1
-            z2 += lz2  # z2 is this call's own
+            if cfg.level_beside_relations or "rel_tri" not in s:
+                log10_p, tests = np.minimum(log10_p, lp), tests + 1
+                z2 += lz2  # z2 is this call's own
+            else:
+                # The relations test reads these streams' complete readings; the level test
+                # speaks only for the readings it skips, those with a target missing (its
+                # statistics still learn from every reading, so they are current when it does).
+                skipped = np.isnan(level).any(axis=1)
+                log10_p = np.where(skipped, np.minimum(log10_p, lp), log10_p)
+                tests = tests + skipped  # per reading: one test more where it speaks
+                z2 += np.where(skipped[:, None], lz2, 0.0)
         if cfg.sustained and level is not None:
             log10_p = np.minimum(log10_p, self._sustained(slots, level, z2, alpha))
             tests += 1
@@ -843,7 +854,7 @@ class GaussianScorer(Scorer):
             # One test per target: the least p, Bonferroni over the targets.
             least = self._repeats(slots, level, z2, alpha) + np.log10(level.shape[1])
             log10_p, tests = np.minimum(log10_p, np.minimum(least, 0.0)), tests + 1
-        if tests > 1:  # several tests, one answer: the smallest p, corrected once (Sidak)
+        if np.any(tests > 1):  # several tests, one answer: the smallest p, corrected once (Sidak)
             log10_p = _sidak(log10_p, tests)
         warm = (count > cfg.warmup) & (dof > 0)
         return np.where(warm, log10_p, 0.0), z2, dof

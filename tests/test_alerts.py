@@ -216,8 +216,9 @@ def test_onset_cap_counts_precedents_of_a_score_that_creeps_up() -> None:
 def test_onset_cap_is_per_stream_and_leaves_alerts_alone() -> None:
     # Stream 0 bursts routinely; stream 1 has one burst as strong, late: only stream 0's is capped.
     n, at = 3000, np.arange(300, 3000, 300)
-    tracker = AlertTracker(AlertConfig(), ("a",), capacity=2)
-    plain = AlertTracker(AlertConfig(onset_cap=False), ("a",), capacity=2)
+    # (lone_cap off: this is about the onset cap, which leaves alerts to the plain score)
+    tracker = AlertTracker(AlertConfig(lone_cap=False), ("a",), capacity=2)
+    plain = AlertTracker(AlertConfig(onset_cap=False, lone_cap=False), ("a",), capacity=2)
     onsets, opened = np.zeros((n, 2)), [0, 0]
     for t in range(n):
         s = np.full(2, _evidence(0.5))
@@ -250,8 +251,9 @@ def _openings(scores: np.ndarray, config: AlertConfig) -> tuple[list[int], np.nd
 def test_lone_cap_stops_a_routine_blip_opening_alerts_but_not_a_run_of_two() -> None:
     scores, at = _bursting(20.0)
     scores[at[-1] + 1] = scores[at[-1]]  # the last burst lasts two readings
-    plain, plain_onsets = _openings(scores, AlertConfig())
+    plain, plain_onsets = _openings(scores, AlertConfig(lone_cap=False))
     starts, onsets = _openings(scores, AlertConfig(lone_cap=True))
+    assert AlertConfig().lone_cap  # the default since stage 21 of docs/accuracy.md
     assert plain == at.tolist()
     # the first three bursts have no precedent (c <= 2); from the fourth on a lone burst claims
     # at most log10(n / c) < 4 decades, under open_at's 5; the two-reading burst opens anyway

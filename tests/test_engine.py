@@ -60,7 +60,9 @@ def test_warm_up_is_neutral_for_timesteps_plus_scorer_warmup(ckpt) -> None:
     res = engine.process([s.name] * len(s), s.timestamps, s.values)
     warm = T + engine.config.scorer.warmup
     assert np.all(res.score[:warm] == 0.0) and np.all(np.isnan(res.error[:T]))
-    assert np.all(res.score[warm:] > 0.0)
+    # Live after it. A reading with nothing unusual in any test can still score exactly 0: the
+    # Sidak correction of a least p near 1 rounds to 1.
+    assert res.score[warm] > 0.0 and np.mean(res.score[warm:] > 0.0) > 0.95
 
 
 def test_forecast_before_observe(ckpt) -> None:

@@ -166,7 +166,7 @@ def test_level_beside_relations_off_leaves_the_level_to_the_relations_test_only(
         state = rng.bit_generator.state
         runs = {}
         for name, kw in {
-            "beside": {},
+            "beside": {"level_beside_relations": True},
             "not beside": {"level_beside_relations": False},
             "no level": {"level": False},
         }.items():
