@@ -65,7 +65,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=ScorerConfig.level_beside_relations,
         help="run the level test also on streams the relations test reads (2 to 64 targets); "
-        "off: only on the others",
+        "off: only on the others, and on readings with a target missing, which it skips",
     )
     p.add_argument(
         "--residual-beyond",

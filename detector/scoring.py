@@ -223,9 +223,10 @@ class ScorerConfig:
     # and the whitened innovation: a forecaster and a covariance that follow the stream leave
     # them no drift, so a lasting excursion there is a fault and can keep its evidence
     level_beside_relations: bool = False  # the level test also where the relations test runs
-    # (2 to 64 targets); off: only where it does not, since the relations test's distance of
-    # the reading from the stream's own mean, under its covariance, already reads how far each
-    # channel is from its usual level, and a second test of it adds chances of a false alert
+    # (2 to 64 targets); off: only where it does not (and on the readings it skips, a target
+    # missing), since the relations test's distance of the reading from the stream's own mean,
+    # under its covariance, already reads how far each channel is from its usual level, and a
+    # second test of it adds chances of a false alert
     level_tail: bool = True  # read the level test through the tail its training rows showed
     # (fitted once, see detector.level_tail; a stream the checkpoint has none for reads the
     # Gaussian): a stream's routine excursions stop reading as 1e-9, and a fault cannot be
