@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from detector.cli_nab_score import losses_table
 from detector.cli_score import engine_args, engine_config
 from detector.cli_train import _columns, indicator_note
 from detector.csvio import PRESETS, load_nab_windows, read_dataset
@@ -209,6 +210,12 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(_decisions_table(name, metrics, published))
     console.print(_nab_table(name, metrics, published))
+    ours = next(iter(metrics))  # the LSTM: the baselines follow it
+    nab = metrics[ours]["nab_at_optimal_threshold"]
+    threshold = nab["profiles"]["standard"]["threshold"]
+    losses = losses_table(f"{name}: {ours}", nab["by_file"], threshold)
+    if losses is not None:
+        console.print(losses)
     report_dir = Path(args.report or f"eval-{name}")
     report_dir.mkdir(parents=True, exist_ok=True)
     report = {

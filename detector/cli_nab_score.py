@@ -10,9 +10,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from detector.nab_scoring import PUBLISHED_NAB, load_nab_results, nab_report
+from detector.nab_breakdown import file_breakdown, worst_files
+from detector.nab_scoring import PROFILES, PUBLISHED_NAB, load_nab_results, nab_report
 
-__all__ = ["register", "run"]
+__all__ = ["losses_table", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,9 +70,40 @@ def _scoreboard(detector: str, report: dict) -> Table:
     return table
 
 
+def losses_table(title: str, by_file: list[dict], threshold: float, k: int = 10) -> Table | None:
+    """The ``k`` files whose part of the standard score (``by_file``, from
+    :func:`detector.nab_breakdown.file_breakdown`) falls furthest short of perfect."""
+    worst = worst_files(by_file, PROFILES["standard"], k)
+    if not worst:
+        return None
+    title += f": where the NAB standard score is lost (threshold {threshold:.3g})"
+    caption = (
+        "early: missed windows with a detection within one window's width before them (NAB "
+        "counts it as a false positive); short: below a perfect detector's part"
+    )
+    table = Table(title=title, caption=caption)
+    table.add_column("file", overflow="fold")
+    for c in ("found", "missed", "early", "FP", "FP cost", "raw", "short"):
+        table.add_column(c, justify="right")
+    for b in worst:
+        table.add_row(
+            b["file"],
+            f"{b['found']}/{b['windows']}",
+            str(len(b["missed"])),
+            str(sum(m["detected_just_before"] for m in b["missed"])),
+            str(b["fp"]),
+            f"{b['fp_cost']:.2f}",
+            f"{b['raw']:.2f}",
+            f"{b['shortfall']:.2f}",
+        )
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     files = load_nab_results(args.results_dir, args.labels, args.data)
     report = nab_report(files, threshold=args.threshold)
+    threshold = report["profiles"]["standard"]["threshold"]
+    report["by_file"] = file_breakdown(files, PROFILES["standard"], threshold)
     detector = Path(args.results_dir).resolve().name
     if args.json:
         print(json.dumps({"detector": detector, **report}, indent=2))
@@ -81,4 +113,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "a fixed threshold" if args.threshold is not None else "the corpus-optimal threshold"
     console.print(f"score: NAB normalised score (null = 0, perfect = 100) at {mode}")
     console.print(_scoreboard(detector, report))
+    losses = losses_table(detector, report["by_file"], threshold)
+    if losses is not None:
+        console.print(losses)
     return 0

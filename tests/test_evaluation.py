@@ -58,6 +58,9 @@ def test_evaluate_split_reports_ours_and_baselines(split, tmp_path) -> None:
     assert "random_baseline_f1" in lstm["point_adjusted"]
     nab = lstm["nab_at_optimal_threshold"]["profiles"]["standard"]
     assert nab["windows"] == 6 and -100 <= nab["normalised"] <= 100
+    by_file = lstm["nab_at_optimal_threshold"]["by_file"]
+    assert len(by_file) == report["streams"]
+    assert sum(f["raw"] for f in by_file) == pytest.approx(nab["raw"])
     assert report["settings"]["train"]["covariates"] == ["setpoint_0"]
     assert report["settings"]["warm"] is True  # the default (--no-warm: cold)
     assert list((tmp_path / "plots").glob("*.png"))

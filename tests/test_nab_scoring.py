@@ -270,7 +270,12 @@ def test_cli_nab_score(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["detector"] == "mydet"
     assert out["profiles"]["standard"]["normalised"] == pytest.approx(100.0)
+    assert [(f["file"], f["found"], f["missed"]) for f in out["by_file"]] == [
+        ("catA/one.csv", 1, []),
+        ("catA/two_parts.csv", 1, []),
+    ]
     args = parser.parse_args(["nab-score", str(root), "--labels", str(labels), "--threshold", "2"])
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "reward_low_FN_rate" in text and "ARTime" in text
+    assert "where the NAB standard score is lost" in text  # nothing detected: both files lose

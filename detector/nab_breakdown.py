@@ -1,0 +1,80 @@
+"""Where a NAB score is won and lost: each file's part of the corpus raw score at one threshold.
+
+NAB reports one number for a corpus. To improve it one needs to know which files cost the most
+and how: windows missed (``-fnWeight`` each), false detections (their sweep penalties), or
+windows found late (a reward well under ``tpWeight``). The parts add up to the corpus raw score
+of :func:`detector.nab_scoring.nab_report` at the same threshold, to rounding.
+
+Each missed window also says what the detector's scores did inside it: the highest score there
+(under the threshold, or the window would not be missed) and whether a detection shortly before
+the window (within its own width) had fired, which NAB counts as a false positive and a detector
+that reports an event once will not repeat inside the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detector.nab_scoring import NabFile, Profile, _window_rows, sweep_scores
+
+__all__ = ["file_breakdown", "worst_files"]
+
+
+def _missed(file: NabFile, first: int, last: int, flagged: np.ndarray) -> dict:
+    width = last - first + 1
+    before = flagged[max(0, first - width) : first]
+    return {
+        "start": float(file.timestamps[first]),
+        "end": float(file.timestamps[last]),
+        "rows": int(width),
+        "max_score": float(file.scores[first : last + 1].max()),
+        "detected_just_before": bool(before.any()),
+    }
+
+
+def file_breakdown(files: list[NabFile], profile: Profile, threshold: float) -> list[dict]:
+    """Each file's ``raw`` part of the corpus score when rows with ``score >= threshold`` are
+    detections: ``found`` and ``windows`` (with scorable rows), ``reward`` (the found windows'
+    sweep scores), ``missed_cost`` (``-fn`` per missed window), ``fp`` (detections outside
+    windows) and ``fp_cost``, and ``missed``: one dict per missed window (see the module doc)."""
+    out = []
+    for f in files:
+        scorable, sweep, window_id = sweep_scores(f, profile)
+        flagged = scorable & (f.scores >= threshold)
+        false = flagged & (window_id < 0)
+        reward, found, windows, missed = 0.0, 0, 0, []
+        for k, (first, last) in enumerate(_window_rows(f)):
+            inside = scorable & (window_id == k)
+            if not inside.any():
+                continue  # wholly in probation: NAB does not count it
+            windows += 1
+            hits = np.flatnonzero(inside & flagged)
+            if len(hits):
+                found += 1
+                reward += max(float(sweep[hits[0]]), -profile.fn)
+            else:
+                missed.append(_missed(f, first, last, flagged))
+        fp_cost = float(sweep[false].sum())
+        missed_cost = -profile.fn * len(missed)
+        out.append(
+            {
+                "file": f.name,
+                "windows": windows,
+                "found": found,
+                "reward": reward,
+                "missed_cost": missed_cost,
+                "fp": int(false.sum()),
+                "fp_cost": fp_cost,
+                "raw": reward + missed_cost + fp_cost,
+                "missed": missed,
+            }
+        )
+    return out
+
+
+def worst_files(breakdown: list[dict], profile: Profile, k: int = 10) -> list[dict]:
+    """The ``k`` files furthest below a perfect detector's part (``tp`` per window, no false
+    detection), largest shortfall first; ties keep file order."""
+    short = [profile.tp * b["windows"] - b["raw"] for b in breakdown]
+    order = sorted(range(len(breakdown)), key=lambda i: -short[i])
+    return [dict(breakdown[i], shortfall=short[i]) for i in order[:k] if short[i] > 1e-12]
