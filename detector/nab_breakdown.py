@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.nab_scoring import NabFile, Profile, _window_rows, sweep_scores
+from detector.nab_scoring import NabFile, Profile, sweep_scores
 
 __all__ = ["file_breakdown", "worst_files"]
 
@@ -43,7 +43,9 @@ def file_breakdown(files: list[NabFile], profile: Profile, threshold: float) -> 
         flagged = scorable & (f.scores >= threshold)
         false = flagged & (window_id < 0)
         reward, found, windows, missed = 0.0, 0, 0, []
-        for k, (first, last) in enumerate(_window_rows(f)):
+        for k in range(int(window_id.max(initial=-1)) + 1):
+            rows = np.flatnonzero(window_id == k)  # a window is one run of rows
+            first, last = int(rows[0]), int(rows[-1])
             inside = scorable & (window_id == k)
             if not inside.any():
                 continue  # wholly in probation: NAB does not count it
