@@ -46,11 +46,10 @@ def file_breakdown(files: list[NabFile], profile: Profile, threshold: float) -> 
         for k in range(int(window_id.max(initial=-1)) + 1):
             rows = np.flatnonzero(window_id == k)  # a window is one run of rows
             first, last = int(rows[0]), int(rows[-1])
-            inside = scorable & (window_id == k)
-            if not inside.any():
+            if not scorable[last]:
                 continue  # wholly in probation: NAB does not count it
+            hits = rows[flagged[rows]]  # flagged rows are scorable
             windows += 1
-            hits = np.flatnonzero(inside & flagged)
             if len(hits):
                 found += 1
                 reward += max(float(sweep[hits[0]]), -profile.fn)
