@@ -211,9 +211,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(_decisions_table(name, metrics, published))
     console.print(_nab_table(name, metrics, published))
     ours = next(iter(metrics))  # the LSTM: the baselines follow it
-    nab = metrics[ours]["nab_at_optimal_threshold"]
-    threshold = nab["profiles"]["standard"]["threshold"]
-    losses = losses_table(f"{name}: {ours}", nab["by_file"], threshold)
+    losses = losses_table(f"{name}: {ours}", metrics[ours]["nab_at_optimal_threshold"])
     if losses is not None:
         console.print(losses)
     report_dir = Path(args.report or f"eval-{name}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from detector.nab_breakdown import file_breakdown, worst_files
+from detector.nab_breakdown import with_breakdown, worst_files
 from detector.nab_scoring import PROFILES, PUBLISHED_NAB, load_nab_results, nab_report
 
 __all__ = ["losses_table", "register", "run"]
@@ -70,12 +70,13 @@ def _scoreboard(detector: str, report: dict) -> Table:
     return table
 
 
-def losses_table(title: str, by_file: list[dict], threshold: float, k: int = 10) -> Table | None:
-    """The ``k`` files whose part of the standard score (``by_file``, from
-    :func:`detector.nab_breakdown.file_breakdown`) falls furthest short of perfect."""
-    worst = worst_files(by_file, PROFILES["standard"], k)
+def losses_table(title: str, report: dict, k: int = 10) -> Table | None:
+    """The ``k`` files whose part of the standard score (``report["by_file"]``, see
+    :func:`detector.nab_breakdown.with_breakdown`) falls furthest short of perfect."""
+    worst = worst_files(report["by_file"], PROFILES["standard"], k)
     if not worst:
         return None
+    threshold = report["profiles"]["standard"]["threshold"]
     title += f": where the NAB standard score is lost (threshold {threshold:.3g})"
     caption = (
         "early: missed windows with a detection within one window's width before them (NAB "
@@ -101,9 +102,7 @@ def losses_table(title: str, by_file: list[dict], threshold: float, k: int = 10)
 
 def run(args: argparse.Namespace) -> int:
     files = load_nab_results(args.results_dir, args.labels, args.data)
-    report = nab_report(files, threshold=args.threshold)
-    threshold = report["profiles"]["standard"]["threshold"]
-    report["by_file"] = file_breakdown(files, PROFILES["standard"], threshold)
+    report = with_breakdown(files, nab_report(files, threshold=args.threshold))
     detector = Path(args.results_dir).resolve().name
     if args.json:
         print(json.dumps({"detector": detector, **report}, indent=2))
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "a fixed threshold" if args.threshold is not None else "the corpus-optimal threshold"
     console.print(f"score: NAB normalised score (null = 0, perfect = 100) at {mode}")
     console.print(_scoreboard(detector, report))
-    losses = losses_table(detector, report["by_file"], threshold)
+    losses = losses_table(detector, report)
     if losses is not None:
         console.print(losses)
     return 0

@@ -38,14 +38,8 @@ from detector.detection_metrics import evaluate_streams, events
 from detector.engine import Engine, EngineConfig
 from detector.errors import DataError, listed
 from detector.feed import interleave
-from detector.nab_breakdown import file_breakdown
-from detector.nab_scoring import (
-    PROFILES,
-    NabFile,
-    nab_report,
-    nab_report_detections,
-    probation_length,
-)
+from detector.nab_breakdown import with_breakdown
+from detector.nab_scoring import NabFile, nab_report, nab_report_detections, probation_length
 from detector.scoring import log10_normal_tail, surprise_log10
 from detector.series import Series
 from detector.telemanom import telemanom_flags
@@ -321,11 +315,7 @@ def nab_at_optimal_threshold(
     ``windows`` (default: the labelled spans); ``by_file`` holds each file's part of the
     standard profile's raw score there (:func:`detector.nab_breakdown.file_breakdown`)."""
     files = _nab_files(test, out, windows, False)
-    report = nab_report(files)
-    standard = PROFILES["standard"]
-    threshold = report["profiles"]["standard"]["threshold"]
-    report["by_file"] = file_breakdown(files, standard, threshold)
-    return report
+    return with_breakdown(files, nab_report(files))
 
 
 def metrics_for(

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.nab_scoring import NabFile, Profile, sweep_scores
+from detector.nab_scoring import PROFILES, NabFile, Profile, sweep_scores
 
-__all__ = ["file_breakdown", "worst_files"]
+__all__ = ["file_breakdown", "with_breakdown", "worst_files"]
 
 
 def _missed(file: NabFile, first: int, last: int, flagged: np.ndarray) -> dict:
@@ -71,6 +71,13 @@ def file_breakdown(files: list[NabFile], profile: Profile, threshold: float) -> 
             }
         )
     return out
+
+
+def with_breakdown(files: list[NabFile], report: dict) -> dict:
+    """``report`` (from :func:`detector.nab_scoring.nab_report` on ``files``) with ``by_file``:
+    each file's part of the standard profile's raw score at that profile's threshold."""
+    threshold = report["profiles"]["standard"]["threshold"]
+    return {**report, "by_file": file_breakdown(files, PROFILES["standard"], threshold)}
 
 
 def worst_files(breakdown: list[dict], profile: Profile, k: int = 10) -> list[dict]:
