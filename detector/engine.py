@@ -261,7 +261,8 @@ class Engine:
 
         Every stream whose window holds the new model's ``timesteps`` readings gets a fresh hidden
         state and forecast by reading that window (as in training); the others finish their
-        warm-up under the new model. Streams the new checkpoint was trained on take its scalers.
+        warm-up under the new model. Streams the new checkpoint was trained on take its scalers
+        for the model's input; the scorer keeps reading errors in the units it learnt them in.
         """
         if (
             ckpt.inputs != self.ckpt.inputs
@@ -288,9 +289,7 @@ class Engine:
         st.c = torch.zeros_like(st.h)
         names = list(st.slot_of)
         slots = np.array([st.slot_of[n] for n in names], np.int64)
-        known = [n in ckpt.stream_scalers or ckpt.scaling_mode == "global" for n in names]
-        if any(known):
-            self._init_scalers(slots[known], [n for n, k in zip(names, known, strict=True) if k])
+        self._adopt_scalers(slots, names)
         self._init_tails(slots, names)
         ready = slots[st.seen[slots] >= timesteps] if len(slots) else slots
         if len(ready):
@@ -353,7 +352,9 @@ class Engine:
         for prefix, owner in (("scorer_", self.scorer), ("alerts_", self.alerts)):
             for k, slab in owner.slabs.items():
                 slab[slots] = _saturated(extra[prefix + k], slab.dtype)
-        self._init_tails(slots, [self.state.names[s] for s in slots.tolist()])
+        names = [self.state.names[s] for s in slots.tolist()]
+        self._adopt_scalers(slots, names)  # the snapshot's may be another model's
+        self._init_tails(slots, names)
         self.alerts.rebuild_open(slots, self.state.names)
         return [self.state.names[s] for s in slots]
 
@@ -393,6 +394,14 @@ class Engine:
         st.scale[slots] = np.stack([s.scale for s in scalers])
         per_stream = ckpt.scaling_mode == "per_stream"
         st.fit_scaler[slots] = [per_stream and n not in ckpt.stream_scalers for n in names]
+
+    def _adopt_scalers(self, slots: np.ndarray, names: list[str]) -> None:
+        """Streams the running checkpoint was trained on take its scalers; the others keep the
+        ones they have (fitted on their own readings, or still to be)."""
+        ckpt = self.ckpt
+        known = [n in ckpt.stream_scalers or ckpt.scaling_mode == "global" for n in names]
+        if any(known):
+            self._init_scalers(slots[known], [n for n, k in zip(names, known, strict=True) if k])
 
     def _level_tails(self) -> dict | None:
         """The running checkpoint's level tails, where the scorer reads them (else None); says
@@ -503,15 +512,17 @@ class Engine:
         forecast: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         st, t, run = self.state, self.n_targets, rows(slots)  # `run` to read the slabs
-        fast = native.errors(x, forecast, st.offset, st.scale, run) if self.native else None
+        # In the scorer's units, which a model swap leaves alone (see detector.state).
+        offset, unit = st.unit_offset, st.unit_scale
+        fast = native.errors(x, forecast, offset, unit, run) if self.native else None
         if fast is not None:
             err, level = fast
         else:
-            scale = st.scale[run, :t]
+            scale = unit[run]
             err = np.subtract(x[:, :t], forecast)
-            err /= scale  # scaled units
-            level = np.subtract(x[:, :t], st.offset[run, :t])
-            level /= scale  # scaled readings
+            err /= scale
+            level = np.subtract(x[:, :t], offset[run])
+            level /= scale
         score, contrib = self._scored(slots, err, level)
         whole = len(idx) == len(res.score)  # the batch's only wave: arange, so no scatter
         if whole:
@@ -644,6 +655,7 @@ class Engine:
                 s = pinned(Scaler.fit(window[k], kind), phases)
                 st.offset[slots[k]], st.scale[slots[k]] = s.offset, s.scale
             st.fit_scaler[slots[fit]] = False
+        st.fix_units(slots)
         forecast, (h, c) = self.model.prime(self._scaled(slots, window))
         idx = torch.as_tensor(slots, device=self.device)
         st.h.index_copy_(1, idx, h)

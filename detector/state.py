@@ -2,8 +2,13 @@
 
 Every per-stream quantity is one row of a slab: ``h, c (layers, slots, hidden)`` on the model's
 device, and on the CPU the ring-buffer windows ``(slots, W, F)`` of raw readings, the stream's
-scaler, its pending forecast, its reading count and last timestamp. The hot path gathers and
-scatters rows by slot index; no per-stream Python object exists.
+scaler, the scorer's units, its pending forecast, its reading count and last timestamp. The hot
+path gathers and scatters rows by slot index; no per-stream Python object exists.
+
+The scaler feeds the model and belongs to it: a model swap or a restart under a new model
+replaces it. The scorer's units (``unit_offset``, ``unit_scale`` over the targets) are the
+scaler its statistics were learnt in: fixed when the stream is first primed, they stay through
+model swaps, so that another model's scalers do not shift the errors the scorer has learnt.
 
 Slabs grow by doubling (amortised, never a copy per step) up to ``max_streams``; past that the
 least recently used stream is evicted, streams still in warm-up before primed ones. Snapshots
@@ -38,7 +43,12 @@ _CPU_SLABS = (
     "last_ts",
     "last_used",
     "fit_scaler",
+    "unit_offset",
+    "unit_scale",
+    "units_fixed",
 )
+# Written since snapshots began; an older snapshot's streams take their scaler as their units.
+_UNIT_SLABS = ("unit_offset", "unit_scale", "units_fixed")
 
 
 class StreamState:
@@ -93,6 +103,9 @@ class StreamState:
             "last_ts": np.full(grow, -np.inf),  # event time of the last accepted reading
             "last_used": np.zeros(grow, np.int64),  # batch tick, for LRU eviction
             "fit_scaler": np.zeros(grow, bool),  # unseen stream: fit its scaler when primed
+            "unit_offset": np.zeros((grow, T), np.float64),  # the scorer's units: see above
+            "unit_scale": np.ones((grow, T), np.float64),
+            "units_fixed": np.zeros(grow, bool),  # set at the first prime
         }
         for name, rows in fresh.items():
             setattr(self, name, rows if old == 0 else np.concatenate([getattr(self, name), rows]))
@@ -110,6 +123,7 @@ class StreamState:
         self.seen[slots] = 0
         self.forecast[slots] = 0.0
         self.last_ts[slots] = -np.inf
+        self.units_fixed[slots] = False
         idx = torch.as_tensor(slots, device=self.device)
         self.h[:, idx] = 0.0
         self.c[:, idx] = 0.0
@@ -210,6 +224,14 @@ class StreamState:
         steps = self.pos[slots, None] - n + np.arange(n)  # (B, n)
         return self.window[slots[:, None], steps % self.window_len]
 
+    def fix_units(self, slots: np.ndarray) -> None:
+        """Streams primed for the first time learn in their scaler's units from now on."""
+        new = slots[~self.units_fixed[slots]]
+        t = self.n_targets
+        self.unit_offset[new] = self.offset[new, :t]
+        self.unit_scale[new] = self.scale[new, :t]
+        self.units_fixed[new] = True
+
     def bytes_per_stream(self) -> int:
         """Memory of one stream's state, all slabs included."""
         cpu = sum(getattr(self, k).nbytes for k in _CPU_SLABS) // self.capacity
@@ -267,6 +289,10 @@ class StreamState:
                 f"{path}: {len(names)} streams, more than max_streams={self.max_streams}"
             )
         slots, _, _ = self.assign(names)
+        if "units_fixed" not in arrays:  # older: the statistics were learnt in the scaler's units
+            t = self.n_targets
+            arrays |= {"unit_offset": arrays["offset"][:, :t], "unit_scale": arrays["scale"][:, :t]}
+            arrays["units_fixed"] = ~arrays["fit_scaler"].astype(bool)
         for k in _CPU_SLABS:
             getattr(self, k)[slots] = arrays[k]
         # Recency is counted in this process's batches: the snapshot's ticks came from another.
@@ -286,7 +312,10 @@ def _read_snapshot(path: str | os.PathLike[str] | BinaryIO) -> dict[str, np.ndar
         raise DataError(f"{path}: no such snapshot") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable state snapshot ({type(exc).__name__})") from None
-    missing = [k for k in (*_CPU_SLABS, "h", "c", "names", "version", "shape") if k not in arrays]
+    required = [k for k in _CPU_SLABS if k not in _UNIT_SLABS]
+    missing = [k for k in (*required, "h", "c", "names", "version", "shape") if k not in arrays]
+    if any(k in arrays for k in _UNIT_SLABS) and not all(k in arrays for k in _UNIT_SLABS):
+        missing += [k for k in _UNIT_SLABS if k not in arrays]
     if missing:
         raise DataError(f"{path}: not a state snapshot (missing {missing})")
     version = arrays["version"]
@@ -313,14 +342,18 @@ def _damage(a: dict[str, np.ndarray]) -> str | None:
     want = {"window": (n, W, F), "pos": (n,), "seen": (n,), "offset": (n, F), "scale": (n, F)}
     want |= {"forecast": (n, T), "last_ts": (n,), "last_used": (n,), "fit_scaler": (n,)}
     want |= {"h": (L, n, H), "c": (L, n, H)}
+    if "units_fixed" in a:
+        want |= {"unit_offset": (n, T), "unit_scale": (n, T), "units_fixed": (n,)}
     for k, shape in want.items():
         if a[k].shape != shape or a[k].dtype.kind not in "biuf":
             return f"{k} is {a[k].dtype} {a[k].shape}, expected numbers of shape {shape}"
-    for k in ("window", "offset", "scale", "forecast", "h", "c"):
-        if not np.isfinite(a[k]).all():
+    for k in ("window", "offset", "scale", "forecast", "h", "c", *_UNIT_SLABS[:2]):
+        if k in a and not np.isfinite(a[k]).all():
             return f"{k} holds NaN or infinity"
-    if not (a["scale"] > 0).all() or np.isnan(a["last_ts"]).any() or (a["pos"] < 0).any():
-        return "scale, last_ts or pos out of range"
+    if not (a["scale"] > 0).all() or not (a.get("unit_scale", a["scale"]) > 0).all():
+        return "scale or unit_scale not positive"
+    if np.isnan(a["last_ts"]).any() or (a["pos"] < 0).any():
+        return "last_ts or pos out of range"
     for k, v in a.items():
         if k.startswith("extra_") and (v.dtype.kind not in "biuf" or v.ndim < 1 or len(v) != n):
             return f"{k} is {v.dtype} {v.shape}, expected {n} rows of numbers"

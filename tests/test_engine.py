@@ -269,6 +269,7 @@ def test_unseen_stream_fits_its_own_scaler(ckpt) -> None:
     res = engine.process(["brand-new"] * len(s), s.timestamps, s.values)
     # fitted on its own window, not taken from the pooled scaler
     assert engine.state.scale[0, 0] > 5 * ckpt.default_scaler.scale[0]
+    np.testing.assert_array_equal(engine.state.unit_scale[0], engine.state.scale[0])  # scored so
     assert np.nanmedian(res.score) < 0.3
 
 
@@ -336,6 +337,91 @@ def test_swap_model_refuses_other_features(ckpt) -> None:
     )
     with pytest.raises(DetectorError, match="restart instead"):
         _engine(ckpt).swap_model(other.to_checkpoint())
+
+
+def _rescaled(ckpt, factor: float):
+    """``ckpt`` with every stream's scaler ``factor`` times wider, as a model retrained on data
+    of another spread would have."""
+    from detector.scaling import Scaler
+
+    wider = {
+        n: Scaler(s.kind, s.offset + s.scale, s.scale * factor)
+        for n, s in ckpt.stream_scalers.items()
+    }
+    return dataclasses.replace(ckpt, stream_scalers=wider)
+
+
+def test_a_swap_feeds_the_model_the_new_scalers_and_scores_in_the_learnt_units(ckpt) -> None:
+    """A hot reload must not shift the errors the scorer has learnt: they stay in the units the
+    stream's statistics were learnt in, while the new model reads its own scaled inputs."""
+    feed = _fleet_feed()
+    half = len(feed) // 2
+    engine = _engine(ckpt)
+    engine.process(feed.stream[:half], feed.timestamp[:half], feed.values[:half])
+    before = ckpt.stream_scalers["s1"]
+    engine.swap_model(_rescaled(ckpt, 4.0))
+    slot = engine.state.slot_of["s1"]
+    np.testing.assert_allclose(engine.state.scale[slot], 4.0 * before.scale)
+    np.testing.assert_allclose(engine.state.unit_scale[slot], before.scale)
+    np.testing.assert_allclose(engine.state.unit_offset[slot], before.offset)
+    rest = engine.process(feed.stream[half:], feed.timestamp[half:], feed.values[half:])
+    mine = rest.stream == "s1"
+    err = (feed.values[half:][mine] - rest.forecast[mine]) / before.scale
+    np.testing.assert_allclose(rest.error[mine], np.sqrt(np.mean(err**2, axis=1)), rtol=1e-9)
+
+
+def test_a_restore_under_another_model_keeps_the_snapshots_units(ckpt, tmp_path) -> None:
+    """A restart under a retrained model: the model reads the new checkpoint's scalers, the
+    scorer the units of the statistics it restores. A snapshot written before the units were
+    kept takes its scaler as its units."""
+    feed = _fleet_feed()
+    half = len(feed) // 2
+    first = _engine(ckpt)
+    first.process(feed.stream[:half], feed.timestamp[:half], feed.values[:half])
+    first.snapshot(tmp_path / "state.npz")
+    other = _rescaled(ckpt, 4.0)
+    second = Engine(other, EngineConfig(device="cpu"))
+    second.restore(tmp_path / "state.npz")
+    slot, before = second.state.slot_of["s1"], ckpt.stream_scalers["s1"]
+    np.testing.assert_allclose(second.state.scale[slot], 4.0 * before.scale)
+    np.testing.assert_allclose(second.state.unit_scale[slot], before.scale)
+    with np.load(tmp_path / "state.npz") as z:
+        old = {k: v for k, v in z.items() if not k.startswith("unit")}
+    np.savez(tmp_path / "old.npz", **old)
+    third = Engine(other, EngineConfig(device="cpu"))
+    third.restore(tmp_path / "old.npz")
+    np.testing.assert_allclose(third.state.unit_scale[slot], before.scale)
+    assert third.state.units_fixed[slot]
+    rest = [
+        e.process(feed.stream[half:], feed.timestamp[half:], feed.values[half:])
+        for e in (second, third)
+    ]
+    np.testing.assert_array_equal(rest[0].score, rest[1].score)
+
+
+def test_a_snapshot_with_bad_units_is_refused(ckpt, tmp_path) -> None:
+    from detector.errors import DataError
+
+    with np.load(_fleet_engine_snapshot(ckpt, tmp_path)) as z:
+        arrays = dict(z)
+    for name, change in (
+        ("zero", {"unit_scale": np.zeros_like(arrays["unit_scale"])}),
+        ("short", {"unit_scale": arrays["unit_scale"][:, :1]}),
+    ):
+        np.savez(tmp_path / f"{name}.npz", **(arrays | change))
+        with pytest.raises(DataError, match="unit_scale"):
+            _engine(ckpt).restore(tmp_path / f"{name}.npz")
+    del arrays["unit_offset"]  # some unit slabs but not all
+    np.savez(tmp_path / "part.npz", **arrays)
+    with pytest.raises(DataError, match="missing.*unit_offset"):
+        _engine(ckpt).restore(tmp_path / "part.npz")
+
+
+def _fleet_engine_snapshot(ckpt, tmp_path):
+    engine = _engine(ckpt)
+    feed = _fleet_feed()
+    engine.process(feed.stream, feed.timestamp, feed.values)
+    return engine.snapshot(tmp_path / "fleet.npz")
 
 
 def test_snapshot_from_before_the_sustained_test_starts_it_at_the_learnt_level(

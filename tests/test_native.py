@@ -194,3 +194,32 @@ def test_engine_with_native_loops_equals_the_numpy_engine() -> None:
         np.testing.assert_allclose(fast.score, ref.score, rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(fast.alert_id, ref.alert_id)
     assert max(r.score.max() for r in run(True)) > 0.5
+
+
+@needs_cc
+def test_errors_in_c_with_covariates_read_the_targets_units(monkeypatch) -> None:
+    """The scorer's units cover the targets only, narrower than the readings once a stream has
+    covariates: the C errors must still take them, and give the NumPy errors."""
+    import numpy as np
+
+    from detector.engine import Engine, EngineConfig
+    from detector.feed import interleave
+    from detector.training import TrainConfig, train
+    from tests.conftest import sine_fleet
+
+    config = TrainConfig(
+        timesteps=12, hidden=8, epochs=1, device="cpu", targets=("a",), covariates=("b",)
+    )
+    ckpt = train(sine_fleet(), config).to_checkpoint()
+    feed = interleave(sine_fleet(), ("a", "b"))
+    taken = []
+    errors = native.errors
+    monkeypatch.setattr(native, "errors", lambda *a: taken.append(errors(*a)) or taken[-1])
+    results = []
+    for use_native in (True, False):
+        engine = Engine(ckpt, EngineConfig(device="cpu"))
+        engine.native = engine.scorer.native = use_native
+        results.append(engine.process(feed.stream, feed.timestamp, feed.values))
+    assert taken and all(t is not None for t in taken)
+    np.testing.assert_allclose(results[0].error, results[1].error, rtol=1e-12)
+    np.testing.assert_allclose(results[0].score, results[1].score, rtol=1e-9, atol=1e-12)

@@ -524,8 +524,8 @@ def errors(
     slots: np.ndarray | slice,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(x - forecast) / scale[slots]`` and ``(x - offset[slots]) / scale[slots]`` over the
-    first T columns (``forecast (B, T)`` float64 contiguous), in one pass; ``None`` when
-    unavailable or not fitting."""
+    first T columns (``forecast (B, T)`` float64 contiguous; the slabs at least T wide), in one
+    pass; ``None`` when unavailable or not fitting."""
     lib = library()
     batch, dim = forecast.shape
     if (
@@ -533,8 +533,11 @@ def errors(
         or forecast.dtype != np.float64
         or not forecast.flags.c_contiguous
         or x.shape[0] != batch
-        or not _rows_f64(x, offset, scale)
+        or x.ndim != 2
+        or x.dtype != np.float64
+        or x.strides[1] != 8
         or x.shape[1] < dim
+        or not _slabs_f64(dim, offset, scale)
     ):
         return None
     index, rows, row0 = _row_args(slots)
