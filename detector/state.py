@@ -47,7 +47,8 @@ _CPU_SLABS = (
     "unit_scale",
     "units_fixed",
 )
-# Written since snapshots began; an older snapshot's streams take their scaler as their units.
+# Snapshots written before the scorer kept its own units lack these: their streams take their
+# scaler as their units (see StreamState.restore).
 _UNIT_SLABS = ("unit_offset", "unit_scale", "units_fixed")
 
 
