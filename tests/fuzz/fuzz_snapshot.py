@@ -22,7 +22,8 @@ with atheris.instrument_imports(include=["detector"]):
     from detector.errors import DataError
 
 KEYS = (
-    "window pos seen offset scale forecast last_ts last_used fit_scaler h c names version shape "
+    "window pos seen offset scale forecast last_ts last_used fit_scaler unit_offset unit_scale "
+    "units_fixed h c names version shape "
     "extra_scorer_mean extra_scorer_var extra_scorer_count extra_alerts_above extra_alerts_below "
     "extra_alerts_cooldown extra_alerts_run_start extra_alerts_active extra_alerts_alert_start "
     "extra_alerts_last_score"
@@ -84,8 +85,9 @@ def test_one(data: bytes) -> None:
         return
     st = engine.state
     assert sorted(names) == sorted(st.slot_of)
-    for k in ("window", "offset", "scale", "forecast"):
+    for k in ("window", "offset", "scale", "forecast", "unit_offset", "unit_scale"):
         assert np.isfinite(getattr(st, k)).all(), k
+    assert (st.unit_scale > 0).all(), "a restored stream divides its errors by zero"
     assert torch.isfinite(st.h).all() and torch.isfinite(st.c).all()
     # a restored engine keeps working
     engine.process(names[:1], [2e9], [[1.0, 2.0, 3.0]])
