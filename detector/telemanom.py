@@ -102,12 +102,12 @@ def choose_z(e_s: np.ndarray, config: TelemanomConfig = TelemanomConfig()) -> fl
     csum, csum2 = np.cumsum(ordered), np.cumsum(ordered**2)
     for z in np.arange(config.z_low, config.z_high, config.z_step):
         eps = mean + z * sd
-        k = int(np.searchsorted(ordered, eps, side="left"))  # errors below eps
+        k = int(np.searchsorted(ordered, eps, side="left"))  # errors below eps, the rest flagged
         if k == len(e_s) or k == 0:
             continue
         below_mean = csum[k - 1] / k
         below_sd = np.sqrt(max(csum2[k - 1] / k - below_mean**2, 0.0))
-        flagged = _widened(e_s > eps, config.buffer, both=True)
+        flagged = _widened(e_s >= eps, config.buffer, both=True)  # as the paper's code
         n_flagged = int(flagged.sum())
         sequences = sum(1 for a, b in events(flagged) if b - a > 1)
         score = ((mean - below_mean) / mean + (sd - below_sd) / sd) / (sequences**2 + n_flagged)
@@ -138,7 +138,7 @@ def _batch_flags(
     if not e_s.max() > 0.025 * (known.max() - known.min()):
         return out
     eps = mean + choose_z(e_s, config) * sd
-    over = (e_s > eps) & (e_s > floor)
+    over = (e_s >= eps) & (e_s > floor)  # the paper's code: at or above the threshold
     out = _widened(over, config.buffer, both=False)
     out[:new] = False
     return prune_sequences(e_s, out, flagged_before, config.prune) if out.any() else out

@@ -71,6 +71,17 @@ def test_choose_z_puts_the_threshold_between_calm_errors_and_a_bump() -> None:
     assert choose_z(np.full(100, 0.2)) == TelemanomConfig().z_high  # no spread: nothing chosen
 
 
+def test_an_error_equal_to_the_threshold_is_flagged_as_in_the_papers_code() -> None:
+    """16 zeros and a 1: at z = 4 the threshold is exactly 1. The paper's code flags errors at
+    or above it; flagging only those above once left that z with nothing flagged and a score of
+    0 / 0 (a divide-by-zero warning, and an infinite score that beat every real candidate)."""
+    e_s = np.r_[np.zeros(16), 1.0]
+    assert e_s.mean() + 4.0 * e_s.std() == 1.0  # the tie this test is about
+    with np.errstate(all="raise"):
+        assert choose_z(e_s) == TelemanomConfig().z_high  # every z flags half the window or more
+        assert choose_z(e_s, TelemanomConfig(buffer=1)) == 4.0  # the 1 alone, at the tie
+
+
 def test_pruning_drops_sequences_not_clearly_above_the_calm_errors() -> None:
     e_s = np.full(1000, 0.1)
     e_s[500] = 0.28  # the highest calm error
