@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.baselines import PersistenceForecaster
 from detector.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from detector.cli_evaluate import PROFILES
 from detector.csvio import read_dataset, read_series, write_series
@@ -334,22 +335,52 @@ def _value(text: str):
         return text
 
 
+FORECASTERS = ("lstm", "persistence")
+
+
 def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, EngineConfig]:
-    """``name:scorer.tail_clip=5,alerts.quiet=0`` → ``(name, EngineConfig)`` off ``base``."""
+    """``name:scorer.tail_clip=5,alerts.quiet=0`` → ``(name, EngineConfig)`` off ``base``; a
+    ``forecaster=`` item is read by :func:`variant_forecaster`."""
     base = base or EngineConfig(device="cpu")
     name, _, spec = text.partition(":")
     parts: dict[str, dict] = {"scorer": {}, "alerts": {}}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
+        if key.strip() == "forecaster":
+            continue
         section, _, field = key.strip().partition(".")
         if section not in parts or not field:
-            raise SystemExit(f"variant {name!r}: expected scorer.FIELD=V or alerts.FIELD=V")
+            raise SystemExit(
+                f"variant {name!r}: expected scorer.FIELD=V, alerts.FIELD=V or forecaster=NAME"
+            )
         parts[section][field] = _value(value.strip())
     return name, dataclasses.replace(
         base,
         scorer=dataclasses.replace(base.scorer, **parts["scorer"]),
         alerts=dataclasses.replace(base.alerts, **parts["alerts"]),
     )
+
+
+def variant_forecaster(text: str) -> str:
+    """The variant's forecaster: ``lstm`` (the group's model, the default) or ``persistence``
+    (the last reading, through the same scorer and the model's scalers and tails: what the LSTM
+    adds over no model at all)."""
+    name, _, spec = text.partition(":")
+    chosen = [
+        v.strip()
+        for k, _, v in (i.partition("=") for i in spec.split(","))
+        if k.strip() == "forecaster"
+    ]
+    if len(chosen) > 1 or (chosen and chosen[0] not in FORECASTERS):
+        raise SystemExit(f"variant {name!r}: forecaster= takes one of {', '.join(FORECASTERS)}")
+    return chosen[0] if chosen else "lstm"
+
+
+def _forecaster(kind: str, ckpt: Checkpoint) -> PersistenceForecaster | None:
+    """The model to score with in place of the checkpoint's (None: the checkpoint's own)."""
+    if kind == "persistence":
+        return PersistenceForecaster(ckpt.model.args.n_inputs, len(ckpt.targets))
+    return None
 
 
 def _checkpoint(root: Path, group: str, spec: EvalSpec) -> Checkpoint:
@@ -488,10 +519,12 @@ def compare(
     rows, first = [], None
     for text in variants:
         name, engine = parse_variant(text)
+        forecaster = variant_forecaster(text)
         t0 = time.perf_counter()
         series, outs, by_group, kinds = [], [], {}, {}
         for k in keys:
-            out = score_streams(models[k], tests[k], engine, warm=trains[k])
+            model = _forecaster(forecaster, models[k])
+            out = score_streams(models[k], tests[k], engine, model=model, warm=trains[k])
             by_group.setdefault(k[1], []).extend(
                 (s.labels, o.flag) for s, o in zip(tests[k], out, strict=True)
             )
@@ -575,7 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variant",
         action="append",
         default=[],
-        help="NAME:scorer.FIELD=V,alerts.FIELD=V (repeatable); default: the shipped defaults",
+        help="NAME:scorer.FIELD=V,alerts.FIELD=V[,forecaster=persistence] (repeatable); "
+        "default: the shipped defaults, with each group's LSTM",
     )
     c.add_argument(
         "--groups", default=None, help="comma list of groups (default: every group written)"

@@ -55,6 +55,23 @@ def test_parse_variant(devset) -> None:
         devset.parse_variant("bad:tail_clip=5")
 
 
+def test_a_variant_may_score_with_persistence_in_place_of_the_lstm(devset) -> None:
+    text = "p:forecaster=persistence,scorer.tail_clip=5"
+    assert devset.variant_forecaster(text) == "persistence"
+    assert devset.parse_variant(text)[1].scorer.tail_clip == 5  # the rest read as before
+    assert devset.variant_forecaster("x:scorer.tail_clip=5") == "lstm"
+    for bad in ("b:forecaster=arima", "b:forecaster=lstm,forecaster=persistence"):
+        with pytest.raises(SystemExit, match="forecaster"):
+            devset.variant_forecaster(bad)
+    from detector.baselines import PersistenceForecaster
+    from detector.bench.synthetic import synthetic_checkpoint
+
+    ckpt = synthetic_checkpoint(3, hidden=8, timesteps=5)
+    assert devset._forecaster("lstm", ckpt) is None  # the checkpoint's own model
+    model = devset._forecaster("persistence", ckpt)
+    assert isinstance(model, PersistenceForecaster) and model.args.n_inputs == 3
+
+
 def test_regimes_group_holds_two_long_faults_per_stream(devset, tmp_path) -> None:
     devset.generate(tmp_path, seed=0)
     test = read_dataset(tmp_path / "regimes" / "test")
