@@ -338,22 +338,28 @@ def _value(text: str):
 FORECASTERS = ("lstm", "persistence")
 
 
+def _variant_items(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``name:key=value,...`` → ``(name, [(key, value), ...])``, stripped."""
+    name, _, spec = text.partition(":")
+    items = [item.partition("=") for item in filter(None, spec.split(","))]
+    return name, [(key.strip(), value.strip()) for key, _, value in items]
+
+
 def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, EngineConfig]:
     """``name:scorer.tail_clip=5,alerts.quiet=0`` → ``(name, EngineConfig)`` off ``base``; a
     ``forecaster=`` item is read by :func:`variant_forecaster`."""
     base = base or EngineConfig(device="cpu")
-    name, _, spec = text.partition(":")
+    name, items = _variant_items(text)
     parts: dict[str, dict] = {"scorer": {}, "alerts": {}}
-    for item in filter(None, spec.split(",")):
-        key, _, value = item.partition("=")
-        if key.strip() == "forecaster":
+    for key, value in items:
+        if key == "forecaster":
             continue
-        section, _, field = key.strip().partition(".")
+        section, _, field = key.partition(".")
         if section not in parts or not field:
             raise SystemExit(
                 f"variant {name!r}: expected scorer.FIELD=V, alerts.FIELD=V or forecaster=NAME"
             )
-        parts[section][field] = _value(value.strip())
+        parts[section][field] = _value(value)
     return name, dataclasses.replace(
         base,
         scorer=dataclasses.replace(base.scorer, **parts["scorer"]),
@@ -365,12 +371,8 @@ def variant_forecaster(text: str) -> str:
     """The variant's forecaster: ``lstm`` (the group's model, the default) or ``persistence``
     (the last reading, through the same scorer and the model's scalers and tails: what the LSTM
     adds over no model at all)."""
-    name, _, spec = text.partition(":")
-    chosen = [
-        v.strip()
-        for k, _, v in (i.partition("=") for i in spec.split(","))
-        if k.strip() == "forecaster"
-    ]
+    name, items = _variant_items(text)
+    chosen = [value for key, value in items if key == "forecaster"]
     if len(chosen) > 1 or (chosen and chosen[0] not in FORECASTERS):
         raise SystemExit(f"variant {name!r}: forecaster= takes one of {', '.join(FORECASTERS)}")
     return chosen[0] if chosen else "lstm"
