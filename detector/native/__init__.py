@@ -459,13 +459,13 @@ def _row_args(slots: np.ndarray | slice) -> tuple[np.ndarray | None, int | None,
 
 
 def _slabs_f64(width: int, *slabs: np.ndarray) -> bool:
-    """float64 slabs with contiguous rows at least ``width`` wide, laid out alike."""
+    """float64 slabs with contiguous rows at least ``width`` wide, laid out alike (none: True)."""
     return (
         all(
             a.dtype == np.float64 and a.ndim == 2 and a.strides[1] == 8 and a.shape[1] >= width
             for a in slabs
         )
-        and len({a.strides for a in slabs}) == 1
+        and len({a.strides for a in slabs}) <= 1
     )
 
 
@@ -533,9 +533,7 @@ def errors(
         or forecast.dtype != np.float64
         or not forecast.flags.c_contiguous
         or x.shape[0] != batch
-        or x.ndim != 2
-        or x.dtype != np.float64
-        or x.strides[1] != 8
+        or not _rows_f64(x)
         or x.shape[1] < dim
         or not _slabs_f64(dim, offset, scale)
     ):
