@@ -4,6 +4,7 @@ harness docstrings and docs/input-handling.md)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -42,7 +43,12 @@ def test_harness_finds_nothing(harness: str, tmp_path: Path) -> None:
         "-seed=1",
         f"-artifact_prefix={tmp_path}/",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, errors="replace")
+    # The harnesses' scratch directories (seed corpora, checkpoint files) go under tmp_path, which
+    # pytest prunes, not into /tmp, where each CI run would leave a few behind.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, errors="replace", env=env
+    )
     tail = (proc.stdout + proc.stderr)[-3000:]
     assert proc.returncode == 0, tail
     # libFuzzer stops at the first check after -runs, which can be a few inputs later (a
@@ -50,3 +56,4 @@ def test_harness_finds_nothing(harness: str, tmp_path: Path) -> None:
     done = re.search(r"Done (\d+) runs", proc.stderr)
     assert done and int(done.group(1)) >= RUNS[harness], tail
     assert not list(tmp_path.glob("crash-*")), tail
+    assert list(tmp_path.glob("*-corpus-*")), "the harness wrote its seeds outside tmp_path"
