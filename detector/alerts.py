@@ -39,7 +39,7 @@ import numpy as np
 from detector.scoring import evidence_of_score, surprise_log10
 from detector.slabs import Slabs
 
-__all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id", "onset_scores"]
+__all__ = ["AlertConfig", "AlertEvent", "AlertTracker", "alert_id", "onset_scores", "replay"]
 
 _RUN_MAX = 2**30  # readings counted in a run (int32 slabs; far past any duration setting)
 # The onset cap, set by reasoning: a stream's 8 strongest onsets are its record (bounded state;
@@ -115,16 +115,21 @@ def alert_id(stream: str, start: float) -> str:
     return hashlib.sha1(f"{stream}|{start:.6f}".encode()).hexdigest()[:16]
 
 
-def onset_scores(score: np.ndarray, config: AlertConfig) -> np.ndarray:
-    """The onset scores of one stream's ``(n,)`` scores, as :class:`AlertTracker` gives them
-    reading by reading (for detectors that do not run through the engine)."""
+def replay(score: np.ndarray, config: AlertConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each reading's alert flag and onset score for one stream's ``(n,)`` scores, as
+    :class:`AlertTracker` gives them reading by reading (for scores made outside the engine)."""
     tracker = AlertTracker(config, ("x",), capacity=1)
     slot, name, contrib = np.zeros(1, np.int64), ["x"], np.ones((1, 1))
-    out = np.zeros(len(score))
+    flag, onset = np.zeros(len(score), bool), np.zeros(len(score))
     for i, x in enumerate(np.asarray(score, np.float64).tolist()):
-        tracker.update(slot, name, np.array([float(i)]), np.array([x]), contrib)
-        out[i] = tracker.slabs["onset"][0]
-    return out
+        ids, _, _ = tracker.update(slot, name, np.array([float(i)]), np.array([x]), contrib)
+        flag[i], onset[i] = ids[0] != "", tracker.slabs["onset"][0]
+    return flag, onset
+
+
+def onset_scores(score: np.ndarray, config: AlertConfig) -> np.ndarray:
+    """The onset scores of one stream's ``(n,)`` scores (:func:`replay`'s second half)."""
+    return replay(score, config)[1]
 
 
 class AlertTracker(Slabs):

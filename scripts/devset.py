@@ -48,15 +48,24 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.alerts import replay
 from detector.baselines import PersistenceForecaster
 from detector.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from detector.cli_evaluate import PROFILES
 from detector.csvio import read_dataset, read_series, write_series
 from detector.detection_metrics import evaluate_streams, event_counts, events
 from detector.engine import EngineConfig
-from detector.evaluation import EvalSpec, metrics_for, nab_at_optimal_threshold, score_streams
+from detector.evaluation import (
+    EvalSpec,
+    StreamScores,
+    continued,
+    metrics_for,
+    nab_at_optimal_threshold,
+    score_streams,
+)
 from detector.level_tail import level_tails
 from detector.nab_scoring import probation_length
+from detector.scoring import evidence_of_score, surprise_log10
 from detector.series import Series
 from detector.training import train
 from simulators.anomalies import SENSOR_KINDS, inject_anomalies
@@ -335,7 +344,7 @@ def _value(text: str):
         return text
 
 
-FORECASTERS = ("lstm", "persistence")
+FORECASTERS = ("lstm", "persistence", "ensemble")
 
 
 def _variant_items(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -368,9 +377,9 @@ def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, Eng
 
 
 def variant_forecaster(text: str) -> str:
-    """The variant's forecaster: ``lstm`` (the group's model, the default) or ``persistence``
+    """The variant's forecaster: ``lstm`` (the group's model, the default), ``persistence``
     (the last reading, through the same scorer and the model's scalers and tails: what the LSTM
-    adds over no model at all)."""
+    adds over no model at all) or ``ensemble`` (both, see :func:`ensemble_streams`)."""
     name, items = _variant_items(text)
     chosen = [value for key, value in items if key == "forecaster"]
     if len(chosen) > 1 or (chosen and chosen[0] not in FORECASTERS):
@@ -383,6 +392,39 @@ def _forecaster(kind: str, ckpt: Checkpoint) -> PersistenceForecaster | None:
     if kind == "persistence":
         return PersistenceForecaster(ckpt.model.args.n_inputs, len(ckpt.targets))
     return None
+
+
+def either_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per reading, the score of the stronger of two detectors' evidence, Bonferroni-corrected
+    for asking two (``2 min(p_a, p_b)``); neutral (0) where neither has evidence."""
+    e = np.maximum(evidence_of_score(a), evidence_of_score(b)) - np.log10(2.0) / 10.0
+    return surprise_log10(-10.0 * np.maximum(e, 0.0))
+
+
+def ensemble_streams(
+    ckpt: Checkpoint, series: list[Series], engine: EngineConfig, warm: list[Series]
+) -> list[StreamScores]:
+    """The LSTM and persistence as one detector (issue 9's "ensemble with a cheap statistical
+    score"): each runs through its own engine, their scores are combined per reading by
+    :func:`either_score`, and the engine's alert rules run on the result
+    (:func:`detector.alerts.replay`), from the readings of the ``warm`` streams that ``series``
+    continue, as :func:`score_streams` starts from them. A probe, not an engine feature: a
+    worker would need a second scorer state per stream."""
+    primers = continued(warm, series)
+    runs, joined = [], []
+    for model in (None, _forecaster("persistence", ckpt)):
+        before = score_streams(ckpt, primers, engine, model=model) if primers else []
+        head = {s.name: o.score for s, o in zip(primers, before, strict=True)}
+        runs.append(score_streams(ckpt, series, engine, model=model, warm=warm))
+        pairs = zip(series, runs[-1], strict=True)
+        joined.append([np.concatenate([head.get(s.name, []), o.score]) for s, o in pairs])
+    out = []
+    for s, own, a, b in zip(series, runs[0], *joined, strict=True):
+        score = either_score(a, b)
+        flag, onset = replay(score, engine.alerts)
+        n0 = len(score) - len(s.timestamps)  # the primer's readings, dropped as score_streams does
+        out.append(StreamScores(score[n0:], flag[n0:], own.forecast, onset[n0:]))
+    return out
 
 
 def _checkpoint(root: Path, group: str, spec: EvalSpec) -> Checkpoint:
@@ -525,8 +567,11 @@ def compare(
         t0 = time.perf_counter()
         series, outs, by_group, kinds = [], [], {}, {}
         for k in keys:
-            model = _forecaster(forecaster, models[k])
-            out = score_streams(models[k], tests[k], engine, model=model, warm=trains[k])
+            if forecaster == "ensemble":
+                out = ensemble_streams(models[k], tests[k], engine, trains[k])
+            else:
+                model = _forecaster(forecaster, models[k])
+                out = score_streams(models[k], tests[k], engine, model=model, warm=trains[k])
             by_group.setdefault(k[1], []).extend(
                 (s.labels, o.flag) for s, o in zip(tests[k], out, strict=True)
             )
@@ -610,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variant",
         action="append",
         default=[],
-        help="NAME:scorer.FIELD=V,alerts.FIELD=V[,forecaster=persistence] (repeatable); "
+        help="NAME:scorer.FIELD=V,alerts.FIELD=V[,forecaster=persistence|ensemble] (repeatable); "
         "default: the shipped defaults, with each group's LSTM",
     )
     c.add_argument(

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from detector.alerts import AlertConfig, AlertTracker, alert_id, onset_scores
+from detector.alerts import AlertConfig, AlertTracker, alert_id, onset_scores, replay
 from detector.scoring import evidence_of_score, surprise_log10
 
 
@@ -63,6 +63,16 @@ def test_ids_are_deterministic_and_distinct() -> None:
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="close_at"):
         AlertConfig(open_at=0.3, close_at=0.5)
+
+
+def test_replay_flags_an_alert_from_its_opening_to_its_closing_reading() -> None:
+    # Opens at the first hot reading (an empty record holds nothing), stays open through the
+    # cold ones, and closes on the fifth (clear_duration): that reading is still the alert's.
+    scores = np.array([0.1, 0.6, 0.6, 0.2, 0.2, 0.2, 0.2, 0.2, 0.1])
+    flag, onset = replay(scores, AlertConfig())
+    assert flag.tolist() == [False] + [True] * 7 + [False]
+    assert onset.tolist() == [0.1, 0.6] + [0.0] * 7  # then one episode: nothing is news
+    np.testing.assert_array_equal(onset, onset_scores(scores, AlertConfig()))
 
 
 def _onsets(scores: list[float], **kw) -> list[float]:

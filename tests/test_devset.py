@@ -60,6 +60,7 @@ def test_a_variant_may_score_with_persistence_in_place_of_the_lstm(devset) -> No
     assert devset.variant_forecaster(text) == "persistence"
     assert devset.parse_variant(text)[1].scorer.tail_clip == 5  # the rest read as before
     assert devset.variant_forecaster("x:scorer.tail_clip=5") == "lstm"
+    assert devset.variant_forecaster("e:forecaster=ensemble") == "ensemble"
     for bad in ("b:forecaster=arima", "b:forecaster=lstm,forecaster=persistence"):
         with pytest.raises(SystemExit, match="forecaster"):
             devset.variant_forecaster(bad)
@@ -70,6 +71,47 @@ def test_a_variant_may_score_with_persistence_in_place_of_the_lstm(devset) -> No
     assert devset._forecaster("lstm", ckpt) is None  # the checkpoint's own model
     model = devset._forecaster("persistence", ckpt)
     assert isinstance(model, PersistenceForecaster) and model.args.n_inputs == 3
+
+
+def test_either_score_is_the_stronger_evidence_at_twice_its_p(devset) -> None:
+    from detector.scoring import surprise_log10
+
+    a = surprise_log10(np.array([0.0, -6.0, -2.0, -0.1, -40.0]))  # log10 p of detector a
+    b = surprise_log10(np.array([0.0, -3.0, -8.0, -0.2, -1.0]))
+    want = surprise_log10(np.array([0.0, -6.0, -8.0, 0.0, -40.0]) + np.log10(2.0))
+    np.testing.assert_allclose(devset.either_score(a, b), np.minimum(want, 1.0), atol=1e-12)
+    assert devset.either_score(a, b)[3] == 0.0  # weaker than a coin flip's two tries: neutral
+
+
+def test_ensemble_combines_both_detectors_and_starts_from_the_training_rows(devset) -> None:
+    from detector.alerts import replay
+    from detector.baselines import PersistenceForecaster
+    from detector.engine import EngineConfig
+    from detector.evaluation import score_streams
+    from detector.series import Series
+    from detector.training import TrainConfig, train
+
+    rng = np.random.default_rng(5)
+    t = np.arange(900) * 60.0
+    values = np.sin(t / 3000.0)[:, None] + 0.05 * rng.standard_normal((900, 1))
+    values[[395, 700]] += 3.0  # spikes both detectors see, one in the training rows
+    whole = Series("s", t, values, ("value",))
+    fit, rest = (Series("s", t[a:b], values[a:b], ("value",)) for a, b in ((0, 400), (400, 900)))
+    cfg = TrainConfig(epochs=2, hidden=8, timesteps=8, batch_size=64, seed=0)
+    ckpt = train([fit], cfg).to_checkpoint()
+    engine = EngineConfig(device="cpu")
+    (got,) = devset.ensemble_streams(ckpt, [rest], engine, [fit])
+    persistence = PersistenceForecaster(1, 1)
+    lstm_whole = score_streams(ckpt, [whole], engine)[0].score
+    pers_whole = score_streams(ckpt, [whole], engine, model=persistence)[0].score
+    both = devset.either_score(lstm_whole, pers_whole)
+    # the same as scoring the whole stream: the training rows' state carries over
+    np.testing.assert_allclose(got.score, both[400:], atol=1e-9)
+    flag, onset = replay(both, engine.alerts)
+    assert (got.flag == flag[400:]).all() and np.allclose(got.onset, onset[400:])
+    assert got.flag[300] and got.onset[300] > 0.5  # the spike, row 700 of the whole stream
+    # the training rows' spike opened an episode that is still going: no onset at the start
+    assert got.onset[0] == 0.0 and got.score[0] > 0.0
 
 
 def test_regimes_group_holds_two_long_faults_per_stream(devset, tmp_path) -> None:
