@@ -407,23 +407,33 @@ def ensemble_streams(
     """The LSTM and persistence as one detector (issue 9's "ensemble with a cheap statistical
     score"): each runs through its own engine, their scores are combined per reading by
     :func:`either_score`, and the engine's alert rules run on the result
-    (:func:`detector.alerts.replay`), from the readings of the ``warm`` streams that ``series``
-    continue, as :func:`score_streams` starts from them. A probe, not an engine feature: a
-    worker would need a second scorer state per stream."""
-    primers = continued(warm, series)
-    runs, joined = [], []
-    for model in (None, _forecaster("persistence", ckpt)):
-        before = score_streams(ckpt, primers, engine, model=model) if primers else []
-        head = {s.name: o.score for s, o in zip(primers, before, strict=True)}
-        runs.append(score_streams(ckpt, series, engine, model=model, warm=warm))
-        pairs = zip(series, runs[-1], strict=True)
-        joined.append([np.concatenate([head.get(s.name, []), o.score]) for s, o in pairs])
+    (:func:`detector.alerts.replay`), from the state left by the readings of the ``warm``
+    streams that ``series`` continue, as :func:`score_streams` starts from it. A probe, not an
+    engine feature: a worker would need a second scorer state per stream."""
+    # Each stream read whole, its training rows first: the state they leave is the state
+    # score_streams(warm=...) starts from, in one pass instead of two.
+    before = {p.name: p for p in continued(warm, series)}
+    whole = [
+        Series(
+            s.name,
+            np.concatenate([before[s.name].timestamps, s.timestamps]),
+            np.concatenate([before[s.name].select(s.columns), s.values]),
+            s.columns,
+        )
+        if s.name in before
+        else s
+        for s in series
+    ]
+    lstm, persistence = (
+        score_streams(ckpt, whole, engine, model=model)
+        for model in (None, _forecaster("persistence", ckpt))
+    )
     out = []
-    for s, own, a, b in zip(series, runs[0], *joined, strict=True):
-        score = either_score(a, b)
+    for s, a, b in zip(series, lstm, persistence, strict=True):
+        score = either_score(a.score, b.score)
         flag, onset = replay(score, engine.alerts)
-        n0 = len(score) - len(s.timestamps)  # the primer's readings, dropped as score_streams does
-        out.append(StreamScores(score[n0:], flag[n0:], own.forecast, onset[n0:]))
+        n0 = len(score) - len(s.timestamps)  # the training rows, dropped as score_streams does
+        out.append(StreamScores(score[n0:], flag[n0:], a.forecast[n0:], onset[n0:]))
     return out
 
 
