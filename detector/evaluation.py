@@ -15,26 +15,30 @@ Protocols (none reads a test label before scoring is over):
 Every detector, ours and the baselines, is measured in the same run on the same data:
 the LSTM through the engine; a persistence forecast through the same engine and scorer; a
 rolling z-score with no model; telemanom's published dynamic threshold on the LSTM's own
-forecasts (:mod:`detector.telemanom`: the same forecasts, another way to decide). Decisions are
-the engine's label-free alerts (the score baselines: the same ``open_at`` on the same score
-scale; telemanom: its own flags); NAB scores are reported both for those decisions and at the
-corpus-optimal threshold, as NAB's scoreboard does. The threshold sweep reads each detector's onset
-score (:mod:`detector.alerts`; the rolling z-score gets the same episode logic), since NAB counts
-every detection after the first in an episode as a false positive.
+forecasts (:mod:`detector.telemanom`: the same forecasts, another way to decide); a subsequence
+discord, the distance to the nearest earlier shape, with no model (:mod:`detector.discord`).
+Decisions are the engine's label-free alerts (the score baselines: the same ``open_at`` on the
+same score scale, the discord through the engine's alert rules; telemanom: its own flags); NAB
+scores are reported both for those decisions and at the corpus-optimal threshold, as NAB's
+scoreboard does. The threshold sweep reads each detector's onset score (:mod:`detector.alerts`;
+the rolling z-score and the discord get the same episode logic), since NAB counts every
+detection after the first in an episode as a false positive.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from detector.alerts import onset_scores
+from detector.alerts import AlertConfig, onset_scores, replay
 from detector.baselines import PersistenceForecaster, rolling_zscore
 from detector.checkpoint import Checkpoint
 from detector.detection_metrics import evaluate_streams, events
+from detector.discord import DiscordConfig, discord_log10_p
 from detector.engine import Engine, EngineConfig
 from detector.errors import DataError, listed
 from detector.feed import interleave
@@ -51,6 +55,7 @@ __all__ = [
     "score_streams",
     "run_split",
     "telemanom_streams",
+    "discord_streams",
     "run_split_by_columns",
     "column_sets",
     "run_nab",
@@ -62,6 +67,8 @@ __all__ = [
 ]
 
 SKAB_TRAIN_ROWS = 400  # SKAB's protocol: the first 400 readings of each run are for fitting
+DISCORD = DiscordConfig()
+DISCORD_COLUMNS = 8  # the widest stream the discord reads with its whole history (SKAB's)
 
 
 @dataclass
@@ -173,8 +180,66 @@ def telemanom_streams(
     return out
 
 
+def discord_streams(
+    ckpt: Checkpoint,
+    series: Sequence[Series],
+    alerts: AlertConfig,
+    warm: Sequence[Series] = (),
+    fit_rows: int = 0,
+    config: DiscordConfig = DISCORD,
+) -> list[StreamScores]:
+    """The subsequence discord (:mod:`detector.discord`) on ``ckpt``'s targets, through the
+    engine's alert rules (:func:`detector.alerts.replay`).
+
+    Each column is standardised by rows the protocol fits on: the training stream that a test
+    stream continues (its readings are also the discord's first history, as they are the
+    engine's state), else the stream's first ``fit_rows`` (NAB's probation, SKAB's fitting
+    rows), else the model's scaler for the stream."""
+    targets = list(ckpt.targets)
+    before = {p.name: p.select(targets) for p in continued(warm, series)}
+    out = []
+    for s in series:
+        values = s.select(targets)
+        history = before.get(s.name, np.empty((0, len(targets))))
+        whole = np.concatenate([history, values])
+        if len(history):
+            center, spread = _mean_std(history)
+        elif fit_rows:
+            center, spread = _mean_std(values[:fit_rows])
+        else:
+            scaler = ckpt.scaler_for(s.name)
+            center, spread = scaler.offset[: len(targets)], scaler.scale[: len(targets)]
+        score = surprise_log10(discord_log10_p(whole, center, spread, _bounded(config, whole)))
+        flag, onset = replay(score, alerts)
+        n0 = len(history)
+        out.append(StreamScores(score[n0:], flag[n0:], onset=onset[n0:]))
+    return out
+
+
+def _mean_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN, then 0/1
+        return np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
+
+
+def _bounded(config: DiscordConfig, values: np.ndarray) -> DiscordConfig:
+    """``config`` with its history shortened on streams wider than ``DISCORD_COLUMNS``, so a
+    reading costs no more than on those (the work grows with history x length x columns)."""
+    budget = config.history * DISCORD_COLUMNS
+    columns = max(1, values.shape[1])
+    if config.history * columns <= budget:
+        return config
+    return dataclasses.replace(
+        config, history=max(config.length + config.min_candidates, budget // columns)
+    )
+
+
 def _detectors(
-    ckpt: Checkpoint, test: Sequence[Series], spec: EvalSpec, warm: Sequence[Series] = ()
+    ckpt: Checkpoint,
+    test: Sequence[Series],
+    spec: EvalSpec,
+    warm: Sequence[Series] = (),
+    fit_rows: int = 0,
 ) -> dict[str, list[StreamScores]]:
     persistence = PersistenceForecaster(ckpt.model.args.n_inputs, len(ckpt.targets))
     lstm = score_streams(ckpt, test, spec.engine, warm=warm)
@@ -183,6 +248,7 @@ def _detectors(
         "persistence": score_streams(ckpt, test, spec.engine, model=persistence, warm=warm),
         "rolling_zscore": _zscore_streams(ckpt, test, spec),
         "telemanom": telemanom_streams(ckpt, test, lstm),
+        "discord": discord_streams(ckpt, test, spec.engine.alerts, warm, fit_rows),
     }
 
 
@@ -191,10 +257,13 @@ def run_split(
     test: Sequence[Series],
     spec: EvalSpec,
     on_train: Callable | None = None,
+    fit_rows: int = 0,
 ) -> tuple[dict[str, list[StreamScores]], Checkpoint]:
-    """Train on ``train_series``, score ``test`` with every detector."""
+    """Train on ``train_series``, score ``test`` with every detector (``fit_rows``: the rows at
+    the head of each test stream that the protocol fits on, for the discord's scale)."""
     ckpt = train(train_series, spec.train, on_progress=on_train).to_checkpoint()
-    return _detectors(ckpt, test, spec, train_series if spec.warm else ()), ckpt
+    warm = train_series if spec.warm else ()
+    return _detectors(ckpt, test, spec, warm, fit_rows), ckpt
 
 
 def column_sets(
@@ -272,7 +341,7 @@ def run_nab(
         # NAB's probationary rows hold no labelled window; not reading labels keeps that moot.
         cfg = dataclasses.replace(spec.train, skip_labelled=False)
         ckpt = train([head(s, rows)], cfg).to_checkpoint()
-        for name, out in _detectors(ckpt, [s], spec).items():
+        for name, out in _detectors(ckpt, [s], spec, fit_rows=rows).items():
             runs.setdefault(name, []).extend(out)
         if on_file:
             on_file(s.name)
@@ -287,7 +356,8 @@ def run_skab(
     runs = [s for s in series if s.labels is not None]
     fit = [dataclasses.replace(head(s, SKAB_TRAIN_ROWS), labels=None) for s in runs]
     cfg = dataclasses.replace(spec.train, skip_labelled=False)
-    detectors, _ = run_split(free + fit, runs, dataclasses.replace(spec, train=cfg), on_train)
+    spec = dataclasses.replace(spec, train=cfg)
+    detectors, _ = run_split(free + fit, runs, spec, on_train, fit_rows=SKAB_TRAIN_ROWS)
     return detectors, runs
 
 

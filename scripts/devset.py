@@ -59,6 +59,7 @@ from detector.evaluation import (
     EvalSpec,
     StreamScores,
     continued,
+    discord_streams,
     metrics_for,
     nab_at_optimal_threshold,
     score_streams,
@@ -344,7 +345,7 @@ def _value(text: str):
         return text
 
 
-FORECASTERS = ("lstm", "persistence", "ensemble")
+FORECASTERS = ("lstm", "persistence", "ensemble", "discord")
 
 
 def _variant_items(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -379,7 +380,8 @@ def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, Eng
 def variant_forecaster(text: str) -> str:
     """The variant's forecaster: ``lstm`` (the group's model, the default), ``persistence``
     (the last reading, through the same scorer and the model's scalers and tails: what the LSTM
-    adds over no model at all) or ``ensemble`` (both, see :func:`ensemble_streams`)."""
+    adds over no model at all), ``ensemble`` (both, see :func:`ensemble_streams`) or
+    ``discord`` (no model: ``detector evaluate``'s shape baseline, :mod:`detector.discord`)."""
     name, items = _variant_items(text)
     chosen = [value for key, value in items if key == "forecaster"]
     if len(chosen) > 1 or (chosen and chosen[0] not in FORECASTERS):
@@ -579,6 +581,8 @@ def compare(
         for k in keys:
             if forecaster == "ensemble":
                 out = ensemble_streams(models[k], tests[k], engine, trains[k])
+            elif forecaster == "discord":  # no forecast: the shape baseline of `evaluate`
+                out = discord_streams(models[k], tests[k], engine.alerts, trains[k])
             else:
                 model = _forecaster(forecaster, models[k])
                 out = score_streams(models[k], tests[k], engine, model=model, warm=trains[k])
@@ -665,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variant",
         action="append",
         default=[],
-        help="NAME:scorer.FIELD=V,alerts.FIELD=V[,forecaster=persistence|ensemble] (repeatable); "
+        help="NAME:scorer.FIELD=V,alerts.FIELD=V"
+        "[,forecaster=persistence|ensemble|discord] (repeatable); "
         "default: the shipped defaults, with each group's LSTM",
     )
     c.add_argument(

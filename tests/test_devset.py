@@ -61,6 +61,7 @@ def test_a_variant_may_score_with_persistence_in_place_of_the_lstm(devset) -> No
     assert devset.parse_variant(text)[1].scorer.tail_clip == 5  # the rest read as before
     assert devset.variant_forecaster("x:scorer.tail_clip=5") == "lstm"
     assert devset.variant_forecaster("e:forecaster=ensemble") == "ensemble"
+    assert devset.variant_forecaster("d:forecaster=discord") == "discord"
     for bad in ("b:forecaster=arima", "b:forecaster=lstm,forecaster=persistence"):
         with pytest.raises(SystemExit, match="forecaster"):
             devset.variant_forecaster(bad)

@@ -52,7 +52,13 @@ def test_evaluate_split_reports_ours_and_baselines(split, tmp_path) -> None:
     ]
     assert main(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["detectors"]) == {"lstm", "persistence", "rolling_zscore", "telemanom"}
+    assert set(report["detectors"]) == {
+        "lstm",
+        "persistence",
+        "rolling_zscore",
+        "telemanom",
+        "discord",
+    }
     lstm = report["detectors"]["lstm"]
     assert lstm["event"]["recall"] is not None and 0 <= lstm["event"]["recall"] <= 1
     assert "random_baseline_f1" in lstm["point_adjusted"]
@@ -231,7 +237,7 @@ def test_streams_of_different_columns_each_get_the_model_of_their_own_set() -> N
     # each set scores exactly as a run of its own would, and the output keeps test's order
     alone_a, _ = run_split([fit[0], fit[2]], [test[0], test[2]], spec)
     alone_b, _ = run_split([fit[1]], [test[1]], spec)
-    for det in ("lstm", "persistence", "rolling_zscore", "telemanom"):
+    for det in ("lstm", "persistence", "rolling_zscore", "telemanom", "discord"):
         ours = runs[det]
         for mine, theirs in zip(
             ours, [alone_a[det][0], alone_b[det][0], alone_a[det][1]], strict=True
