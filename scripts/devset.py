@@ -69,7 +69,7 @@ from detector.nab_scoring import probation_length
 from detector.scoring import evidence_of_score, surprise_log10
 from detector.series import Series
 from detector.training import train
-from simulators.anomalies import SENSOR_KINDS, inject_anomalies
+from simulators.anomalies import SENSOR_KINDS, AnomalySpec, inject_anomalies
 from simulators.injectors import Scale
 from simulators.sensors import DEFAULT_START, SensorFleetConfig, simulate_sensors
 
@@ -92,6 +92,11 @@ REGIME_ANOMALIES = 2
 # `bursty`: test parts three times as long, as NAB's files are (4,000 to 22,000 rows, a few
 # windows each): false detections then cost what they cost there.
 BURSTY_TEST_ROWS = 3 * TEST_ROWS
+# `shapes` (stage 25): a diagnostic group, written by `generate` but outside the dev score and
+# outside `compare`'s default groups (`--groups shapes` reads it). Each anomaly lasts one cycle
+# and stays inside the stream's usual range: it changes the pattern's shape, not its size.
+SHAPE_GROUP = "shapes"
+SHAPE_KINDS = ("missing_cycle", "mirrored_cycle", "double_speed", "half_phase")
 
 
 def _noise(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
@@ -270,6 +275,68 @@ def _custom_group(group: str, streams: int, features: int, seed: int) -> list[tu
     return out
 
 
+def _cycle(rng: np.random.Generator, period: int):
+    """A daily-like profile of ``period`` rows: high for part of the cycle (a smooth step up and
+    down, like a service's working hours), with a second harmonic on top; about unit range."""
+    day, sharp, phase = rng.uniform(0.3, 0.6), rng.uniform(8.0, 30.0), rng.uniform(0.0, 1.0)
+
+    def profile(t: np.ndarray) -> np.ndarray:
+        x = (t / period + phase) % 1.0
+        up = 1.0 / (1.0 + np.exp(-sharp * (x - 0.2)))
+        down = 1.0 / (1.0 + np.exp(-sharp * (x - 0.2 - day)))
+        return up - down + 0.25 * np.sin(4.0 * np.pi * x)
+
+    return profile
+
+
+def _reshape(profile, kind: str, t: np.ndarray, period: int) -> np.ndarray:
+    """One cycle ``t`` of ``profile`` changed in shape by ``kind`` (one of SHAPE_KINDS)."""
+    mean = float(profile(np.arange(period, dtype=np.float64)).mean())
+    if kind == "missing_cycle":  # the pattern stops for a cycle: flat at its mean
+        return np.full(len(t), mean)
+    if kind == "mirrored_cycle":  # high when it should be low
+        return 2.0 * mean - profile(t)
+    if kind == "double_speed":  # two cycles in the time of one
+        return profile(t[0] + 2.0 * (t - t[0]))
+    return profile(t + period / 2.0)  # half_phase: the right values at the wrong time
+
+
+def _shape_group(seed: int, streams: int = 8) -> list[tuple]:
+    """Seasonal streams (periods of 96 to 288 rows, noise 3-15% of the range) whose test parts
+    hold three anomalies of shape, one cycle each, separated by at least half a cycle."""
+    out = []
+    for s in range(streams):
+        rng = np.random.default_rng([seed, 200, s])
+        period = int(rng.choice([96, 144, 288]))
+        profile = _cycle(rng, period)
+        n = TRAIN_ROWS + TEST_ROWS
+        t = np.arange(n, dtype=np.float64)
+        clean = profile(t)
+        slots = (TEST_ROWS - period) // (2 * period)  # two cycles each: an anomaly and a gap
+        chosen = np.sort(rng.choice(slots, ANOMALIES, replace=False))
+        name = f"{SHAPE_GROUP}-{s:02d}"
+        stamps = DEFAULT_START + 300.0 * t
+        labels = np.zeros(n, np.uint8)
+        specs = []
+        for k, slot in enumerate(chosen):
+            a = TRAIN_ROWS + 2 * period * int(slot) + int(rng.integers(0, period // 2))
+            b = a + period
+            kind = SHAPE_KINDS[(s + k) % len(SHAPE_KINDS)]
+            clean[a:b] = _reshape(profile, kind, t[a:b], period)
+            labels[a:b] = 1
+            start, end = a - TRAIN_ROWS, b - TRAIN_ROWS  # indices in the test part
+            specs.append(AnomalySpec(name, kind, start, end, stamps[a], stamps[b - 1], ("value",)))
+        noise = rng.uniform(0.03, 0.15)
+        values = (rng.uniform(10.0, 100.0) * (1.0 + clean + noise * rng.standard_normal(n)))[
+            :, None
+        ]
+        cut = TRAIN_ROWS
+        train = Series(name, stamps[:cut], values[:cut], ("value",), labels[:cut])
+        test = Series(name, stamps[cut:], values[cut:], ("value",), labels[cut:])
+        out.append((train, test, specs))
+    return out
+
+
 def _sensor_group(group: str, streams: int, features: int, covariates: int, seed: int):
     """The fleet simulator: an anomaly-free training run, then the test run that follows it."""
     base = SensorFleetConfig(
@@ -309,6 +376,7 @@ def generate(out: Path, seed: int = 0, datasets: Path | None = None) -> None:
         "driven": _sensor_group("driven", 4, 3, 2, seed),
         "regimes": _custom_group("regimes", 6, 4, seed),
         "bursty": _custom_group("bursty", 8, 1, seed),
+        SHAPE_GROUP: _shape_group(seed),
     }
     if datasets is not None:
         groups |= _real_groups(datasets, seed)

@@ -3,6 +3,7 @@ anomalies only in the test parts, readable by `detector evaluate --train --test`
 
 import dataclasses
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -222,3 +223,34 @@ def test_paired_interval_is_a_bootstrap_over_streams_of_the_pooled_event_f1(devs
     d4, lo4, hi4 = devset.paired_interval(labels4, before4, after4)
     assert d4 == pytest.approx(d)
     assert hi4 - lo4 < 0.7 * (hi - lo)
+
+
+def test_shapes_group_changes_the_pattern_not_its_range(devset, tmp_path) -> None:
+    """Stage 25's diagnostic group: one-cycle anomalies of shape, inside the usual range, in
+    the test parts only; written by `generate`, outside `compare`'s default groups."""
+    devset.generate(tmp_path, seed=0)
+    assert devset.SHAPE_GROUP not in devset.GROUPS + devset.REAL_GROUPS
+    train = read_dataset(tmp_path / "shapes" / "train")
+    test = read_dataset(tmp_path / "shapes" / "test")
+    listed = json.loads((tmp_path / "shapes" / "anomalies.json").read_text())["anomalies"]
+    assert len(train) == len(test) == 8 and len(listed) == 3 * 8
+    assert {a["kind"] for a in listed} == set(devset.SHAPE_KINDS)
+    for fit, s in zip(train, test, strict=True):
+        assert not fit.labels.any() and len(devset.events(s.labels)) == 3  # apart, not merged
+        lo, hi = np.percentile(fit.values[:, 0], [0.5, 99.5])
+        for a in (a for a in listed if a["stream"] == s.name):
+            inside = s.values[a["start_index"] : a["end_index"], 0]
+            assert s.labels[a["start_index"] : a["end_index"]].all()
+            assert np.median(inside) > lo and np.median(inside) < hi  # not a change of level
+            assert (inside > hi + 0.5 * (hi - lo)).mean() < 0.01  # nor of size
+
+
+def test_each_shape_kind_changes_a_cycle(devset) -> None:
+    period = 96
+    profile = devset._cycle(np.random.default_rng(1), period)
+    t = np.arange(period, 2 * period, dtype=float)
+    normal = profile(t)
+    for kind in devset.SHAPE_KINDS:
+        changed = devset._reshape(profile, kind, t, period)
+        assert changed.shape == normal.shape and np.abs(changed - normal).mean() > 0.1, kind
+        assert changed.min() >= normal.min() - 0.5 and changed.max() <= normal.max() + 0.5, kind
