@@ -28,6 +28,11 @@ Six simulated groups, each a ``train/`` directory (anomaly-free) and a ``test/``
   than many anomalies. A detector that reports each burst anew drowns its real detections.
   Its test parts are three times as long (7,200 rows, 3 anomalies), like NAB's files.
 
+A seventh simulated group, ``shapes``, is diagnostic and outside the dev score (``compare``
+reads it only with ``--groups shapes``): seasonal streams whose anomalies each last one cycle
+and stay inside the usual range (a missing, mirrored, double-speed or half-phase cycle), changes
+of shape rather than size.
+
 With ``generate --datasets ../shared/datasets``, two more groups put the injected anomalies on
 real backgrounds taken from the benchmarks' training rows only, read without labels:
 ``skab_free`` (SKAB's anomaly-free run) and ``nab_probation`` (NAB's probationary rows).
@@ -326,13 +331,11 @@ def _shape_group(seed: int, streams: int = 8) -> list[tuple]:
             labels[a:b] = 1
             start, end = a - TRAIN_ROWS, b - TRAIN_ROWS  # indices in the test part
             specs.append(AnomalySpec(name, kind, start, end, stamps[a], stamps[b - 1], ("value",)))
-        noise = rng.uniform(0.03, 0.15)
-        values = (rng.uniform(10.0, 100.0) * (1.0 + clean + noise * rng.standard_normal(n)))[
-            :, None
-        ]
-        cut = TRAIN_ROWS
-        train = Series(name, stamps[:cut], values[:cut], ("value",), labels[:cut])
-        test = Series(name, stamps[cut:], values[cut:], ("value",), labels[cut:])
+        noise, level = rng.uniform(0.03, 0.15), rng.uniform(10.0, 100.0)
+        values = level * (1.0 + clean + noise * rng.standard_normal(n))[:, None]
+        n0 = TRAIN_ROWS
+        train = Series(name, stamps[:n0], values[:n0], ("value",), labels[:n0])
+        test = Series(name, stamps[n0:], values[n0:], ("value",), labels[n0:])
         out.append((train, test, specs))
     return out
 
