@@ -29,7 +29,7 @@ __all__ = ["DiscordConfig", "standardise", "nearest_distance", "tail_log10_p", "
 @dataclass(frozen=True)
 class DiscordConfig:
     """Set by reasoning, not tuned: ``length`` is the LSTM's window (``EvalSpec``'s timesteps);
-    ``history`` holds two weeks of NAB's 5-minute readings; a distance needs ``min_candidates``
+    ``history`` holds about two weeks of NAB's 5-minute readings; a distance needs ``min_candidates``
     neighbours and the tail ``min_past`` distances before they mean anything; the tail's mean
     excess is at least ``beta_floor`` standard deviations, so a stream that repeats itself
     exactly (distances of 0) does not read float noise as evidence."""
