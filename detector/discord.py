@@ -29,10 +29,10 @@ __all__ = ["DiscordConfig", "standardise", "nearest_distance", "tail_log10_p", "
 @dataclass(frozen=True)
 class DiscordConfig:
     """Set by reasoning, not tuned: ``length`` is the LSTM's window (``EvalSpec``'s timesteps);
-    ``history`` holds about two weeks of NAB's 5-minute readings; a distance needs ``min_candidates``
-    neighbours and the tail ``min_past`` distances before they mean anything; the tail's mean
-    excess is at least ``beta_floor`` standard deviations, so a stream that repeats itself
-    exactly (distances of 0) does not read float noise as evidence."""
+    ``history`` holds about two weeks of NAB's 5-minute readings; a distance needs
+    ``min_candidates`` neighbours and the tail ``min_past`` distances before they mean anything;
+    the tail's mean excess is at least ``beta_floor`` standard deviations, so a stream that
+    repeats itself exactly (distances of 0) does not read float noise as evidence."""
 
     length: int = 32
     history: int = 4000
