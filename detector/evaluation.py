@@ -28,7 +28,6 @@ detection after the first in an episode as a false positive.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +43,7 @@ from detector.errors import DataError, listed
 from detector.feed import interleave
 from detector.nab_breakdown import with_breakdown
 from detector.nab_scoring import NabFile, nab_report, nab_report_detections, probation_length
+from detector.scaling import Scaler
 from detector.scoring import log10_normal_tail, surprise_log10
 from detector.series import Series
 from detector.telemanom import telemanom_flags
@@ -202,24 +202,16 @@ def discord_streams(
         values = s.select(targets)
         history = before.get(s.name, np.empty((0, len(targets))))
         whole = np.concatenate([history, values])
-        if len(history):
-            center, spread = _mean_std(history)
-        elif fit_rows:
-            center, spread = _mean_std(values[:fit_rows])
+        if len(history) or fit_rows:
+            scaler = Scaler.fit(history if len(history) else values[:fit_rows], "standard")
         else:
             scaler = ckpt.scaler_for(s.name)
-            center, spread = scaler.offset[: len(targets)], scaler.scale[: len(targets)]
+        center, spread = scaler.offset[: len(targets)], scaler.scale[: len(targets)]
         score = surprise_log10(discord_log10_p(whole, center, spread, _bounded(config, whole)))
         flag, onset = replay(score, alerts)
         n0 = len(history)
         out.append(StreamScores(score[n0:], flag[n0:], onset=onset[n0:]))
     return out
-
-
-def _mean_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN, then 0/1
-        return np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
 
 
 def _bounded(config: DiscordConfig, values: np.ndarray) -> DiscordConfig:
