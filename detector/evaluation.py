@@ -217,13 +217,13 @@ def discord_streams(
 def _bounded(config: DiscordConfig, values: np.ndarray) -> DiscordConfig:
     """``config`` with its history shortened on streams wider than ``DISCORD_COLUMNS``, so a
     reading costs no more than on those (the work grows with history x length x columns)."""
-    budget = config.history * DISCORD_COLUMNS
-    columns = max(1, values.shape[1])
-    if config.history * columns <= budget:
+    columns = values.shape[1]
+    if columns <= DISCORD_COLUMNS:
         return config
-    return dataclasses.replace(
-        config, history=max(config.length + config.min_candidates, budget // columns)
+    history = max(
+        config.length + config.min_candidates, config.history * DISCORD_COLUMNS // columns
     )
+    return dataclasses.replace(config, history=history)
 
 
 def _detectors(
