@@ -1,8 +1,12 @@
 """The subsequence discord (detector.discord): exact nearest neighbours, online, calibrated."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from detector.alerts import AlertConfig, replay
 from detector.discord import (
     DiscordConfig,
     discord_log10_p,
@@ -10,6 +14,10 @@ from detector.discord import (
     standardise,
     tail_log10_p,
 )
+from detector.evaluation import DISCORD, DISCORD_COLUMNS, discord_streams
+from detector.scaling import Scaler
+from detector.scoring import surprise_log10
+from detector.series import Series
 
 SMALL = DiscordConfig(length=8, history=100, min_candidates=5, min_past=20)
 
@@ -98,17 +106,10 @@ def test_bad_settings_are_refused(kwargs):
 
 
 def _stream(name: str, start: float, values: np.ndarray):
-    from detector.series import Series
-
     return Series(name, start + np.arange(len(values), dtype=float), values[:, None], ("a",))
 
 
 def test_discord_streams_go_on_from_the_training_stream_they_continue():
-    from types import SimpleNamespace
-
-    from detector.alerts import AlertConfig, replay
-    from detector.evaluation import discord_streams
-    from detector.scoring import surprise_log10
 
     x = np.sin(np.arange(4000) / 9.0) + 0.1 * np.random.default_rng(3).standard_normal(4000)
     x[3500:3530] = 2.0  # a shape the training rows never showed
@@ -123,13 +124,6 @@ def test_discord_streams_go_on_from_the_training_stream_they_continue():
 
 
 def test_discord_streams_scale_by_the_fitting_rows_else_the_models_scaler():
-    from types import SimpleNamespace
-
-    from detector.alerts import AlertConfig
-    from detector.evaluation import discord_streams
-    from detector.scaling import Scaler
-    from detector.scoring import surprise_log10
-
     # readings 1000 times finer than the tail's floor in raw units: only a scale reads them
     x = 10.0 + 1e-3 * np.random.default_rng(4).standard_normal(1500)
     s = _stream("s", 0.0, x)
@@ -149,14 +143,6 @@ def test_discord_streams_scale_by_the_fitting_rows_else_the_models_scaler():
 def test_wide_streams_search_a_shorter_history():
     """The work per reading grows with history x columns: past DISCORD_COLUMNS columns the
     history shrinks so that a reading costs what it costs on that many."""
-    import dataclasses
-    from types import SimpleNamespace
-
-    from detector.alerts import AlertConfig
-    from detector.evaluation import DISCORD, DISCORD_COLUMNS, discord_streams
-    from detector.scoring import surprise_log10
-    from detector.series import Series
-
     columns = 5 * DISCORD_COLUMNS
     x = np.random.default_rng(5).standard_normal((1200, columns))
     names = tuple(f"c{j}" for j in range(columns))
