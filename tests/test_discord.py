@@ -110,7 +110,6 @@ def _stream(name: str, start: float, values: np.ndarray):
 
 
 def test_discord_streams_go_on_from_the_training_stream_they_continue():
-
     x = np.sin(np.arange(4000) / 9.0) + 0.1 * np.random.default_rng(3).standard_normal(4000)
     x[3500:3530] = 2.0  # a shape the training rows never showed
     train, test = _stream("s", 0.0, x[:1000]), _stream("s", 1000.0, x[1000:])
