@@ -55,6 +55,7 @@ __all__ = [
     "score_streams",
     "run_split",
     "telemanom_streams",
+    "discord_score",
     "discord_streams",
     "run_split_by_columns",
     "column_sets",
@@ -199,19 +200,40 @@ def discord_streams(
     before = {p.name: p.select(targets) for p in continued(warm, series)}
     out = []
     for s in series:
-        values = s.select(targets)
         history = before.get(s.name, np.empty((0, len(targets))))
-        whole = np.concatenate([history, values])
-        if len(history) or fit_rows:
-            scaler = Scaler.fit(history if len(history) else values[:fit_rows], "standard")
-        else:
-            scaler = ckpt.scaler_for(s.name)
-        center, spread = scaler.offset[: len(targets)], scaler.scale[: len(targets)]
-        score = surprise_log10(discord_log10_p(whole, center, spread, _bounded(config, whole)))
+        score = discord_score(
+            ckpt,
+            s.name,
+            np.concatenate([history, s.select(targets)]),
+            len(history),
+            fit_rows,
+            config,
+        )
         flag, onset = replay(score, alerts)
         n0 = len(history)
         out.append(StreamScores(score[n0:], flag[n0:], onset=onset[n0:]))
     return out
+
+
+def discord_score(
+    ckpt: Checkpoint,
+    name: str,
+    values: np.ndarray,
+    trained_rows: int = 0,
+    fit_rows: int = 0,
+    config: DiscordConfig = DISCORD,
+) -> np.ndarray:
+    """The discord's score at every row of one stream's target ``values`` (``(n, T)``), its
+    first ``trained_rows`` the training rows it continues: they standardise each column, else
+    the first ``fit_rows`` do, else ``ckpt``'s scaler for ``name``."""
+    fit = values[: trained_rows or fit_rows]
+    if len(fit):
+        scaler = Scaler.fit(fit, "standard")
+    else:
+        scaler = ckpt.scaler_for(name)
+    t = values.shape[1]
+    center, spread = scaler.offset[:t], scaler.scale[:t]
+    return surprise_log10(discord_log10_p(values, center, spread, _bounded(config, values)))
 
 
 def _bounded(config: DiscordConfig, values: np.ndarray) -> DiscordConfig:

@@ -64,6 +64,7 @@ from detector.evaluation import (
     EvalSpec,
     StreamScores,
     continued,
+    discord_score,
     discord_streams,
     metrics_for,
     nab_at_optimal_threshold,
@@ -416,7 +417,7 @@ def _value(text: str):
         return text
 
 
-FORECASTERS = ("lstm", "persistence", "ensemble", "discord")
+FORECASTERS = ("lstm", "persistence", "ensemble", "discord", "lstm+discord")
 
 
 def _variant_items(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -451,8 +452,10 @@ def parse_variant(text: str, base: EngineConfig | None = None) -> tuple[str, Eng
 def variant_forecaster(text: str) -> str:
     """The variant's forecaster: ``lstm`` (the group's model, the default), ``persistence``
     (the last reading, through the same scorer and the model's scalers and tails: what the LSTM
-    adds over no model at all), ``ensemble`` (both, see :func:`ensemble_streams`) or
-    ``discord`` (no model: ``detector evaluate``'s shape baseline, :mod:`detector.discord`)."""
+    adds over no model at all), ``ensemble`` (both, see :func:`ensemble_streams`),
+    ``discord`` (no model: ``detector evaluate``'s shape baseline, :mod:`detector.discord`) or
+    ``lstm+discord`` (the LSTM with the discord as its partner, as ``ensemble`` pairs it with
+    persistence)."""
     name, items = _variant_items(text)
     chosen = [value for key, value in items if key == "forecaster"]
     if len(chosen) > 1 or (chosen and chosen[0] not in FORECASTERS):
@@ -475,14 +478,19 @@ def either_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ensemble_streams(
-    ckpt: Checkpoint, series: list[Series], engine: EngineConfig, warm: list[Series]
+    ckpt: Checkpoint,
+    series: list[Series],
+    engine: EngineConfig,
+    warm: list[Series],
+    partner: str = "persistence",
 ) -> list[StreamScores]:
-    """The LSTM and persistence as one detector (issue 9's "ensemble with a cheap statistical
-    score"): each runs through its own engine, their scores are combined per reading by
-    :func:`either_score`, and the engine's alert rules run on the result
-    (:func:`detector.alerts.replay`), from the state left by the readings of the ``warm``
-    streams that ``series`` continue, as :func:`score_streams` starts from it. A probe, not an
-    engine feature: a worker would need a second scorer state per stream."""
+    """The LSTM and a partner as one detector (issue 9's "ensemble with a cheap statistical
+    score"): persistence through its own engine, or the discord (:func:`discord_score`, scaled
+    by the training rows); their scores are combined per reading by :func:`either_score`, and
+    the engine's alert rules run on the result (:func:`detector.alerts.replay`), from the state
+    left by the readings of the ``warm`` streams that ``series`` continue, as
+    :func:`score_streams` starts from it. A probe, not an engine feature: a worker would need a
+    second state per stream."""
     # Each stream read whole, its training rows first: the state they leave is the state
     # score_streams(warm=...) starts from, in one pass instead of two.
     before = {p.name: p for p in continued(warm, series)}
@@ -497,13 +505,21 @@ def ensemble_streams(
         else s
         for s in series
     ]
-    lstm, persistence = (
-        score_streams(ckpt, whole, engine, model=model)
-        for model in (None, _forecaster("persistence", ckpt))
-    )
+    lstm = score_streams(ckpt, whole, engine)
+    if partner == "persistence":
+        others = [
+            o.score for o in score_streams(ckpt, whole, engine, model=_forecaster(partner, ckpt))
+        ]
+    elif partner == "discord":
+        others = [
+            discord_score(ckpt, w.name, w.select(list(ckpt.targets)), len(w) - len(s))
+            for s, w in zip(series, whole, strict=True)
+        ]
+    else:
+        raise ValueError(f"partner: persistence or discord, not {partner!r}")
     out = []
-    for s, a, b in zip(series, lstm, persistence, strict=True):
-        score = either_score(a.score, b.score)
+    for s, a, b in zip(series, lstm, others, strict=True):
+        score = either_score(a.score, b)
         flag, onset = replay(score, engine.alerts)
         n0 = len(score) - len(s.timestamps)  # the training rows, dropped as score_streams does
         out.append(StreamScores(score[n0:], flag[n0:], a.forecast[n0:], onset[n0:]))
@@ -650,8 +666,9 @@ def compare(
         t0 = time.perf_counter()
         series, outs, by_group, kinds = [], [], {}, {}
         for k in keys:
-            if forecaster == "ensemble":
-                out = ensemble_streams(models[k], tests[k], engine, trains[k])
+            if forecaster in ("ensemble", "lstm+discord"):
+                partner = "persistence" if forecaster == "ensemble" else "discord"
+                out = ensemble_streams(models[k], tests[k], engine, trains[k], partner)
             elif forecaster == "discord":  # no forecast: the shape baseline of `evaluate`
                 out = discord_streams(models[k], tests[k], engine.alerts, trains[k])
             else:

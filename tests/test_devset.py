@@ -63,6 +63,7 @@ def test_a_variant_may_score_with_persistence_in_place_of_the_lstm(devset) -> No
     assert devset.variant_forecaster("x:scorer.tail_clip=5") == "lstm"
     assert devset.variant_forecaster("e:forecaster=ensemble") == "ensemble"
     assert devset.variant_forecaster("d:forecaster=discord") == "discord"
+    assert devset.variant_forecaster("ld:forecaster=lstm+discord") == "lstm+discord"
     for bad in ("b:forecaster=arima", "b:forecaster=lstm,forecaster=persistence"):
         with pytest.raises(SystemExit, match="forecaster"):
             devset.variant_forecaster(bad)
@@ -114,6 +115,39 @@ def test_ensemble_combines_both_detectors_and_starts_from_the_training_rows(devs
     assert got.flag[300] and got.onset[300] > 0.5  # the spike, row 700 of the whole stream
     # the training rows' spike opened an episode that is still going: no onset at the start
     assert got.onset[0] == 0.0 and got.score[0] > 0.0
+
+
+def test_lstm_with_the_discord_pairs_the_engine_with_the_discord_from_the_training_rows(
+    devset,
+) -> None:
+    from detector.alerts import replay
+    from detector.engine import EngineConfig
+    from detector.evaluation import discord_score, score_streams
+    from detector.series import Series
+    from detector.training import TrainConfig, train
+
+    rng = np.random.default_rng(6)
+    t = np.arange(1200) * 60.0
+    values = np.sin(2 * np.pi * np.arange(1200) / 50.0)[:, None]
+    values += 0.02 * rng.standard_normal((1200, 1))
+    values[900:950] = values[900:950][::-1] * 0.0  # a missing cycle: flat, inside the range
+    whole = Series("s", t, values, ("value",))
+    fit, rest = (Series("s", t[a:b], values[a:b], ("value",)) for a, b in ((0, 600), (600, 1200)))
+    ckpt = train([fit], TrainConfig(epochs=2, hidden=8, timesteps=8, seed=0)).to_checkpoint()
+    engine = EngineConfig(device="cpu")
+    (got,) = devset.ensemble_streams(ckpt, [rest], engine, [fit], partner="discord")
+    shape = discord_score(ckpt, "s", values, trained_rows=600)
+    both = devset.either_score(score_streams(ckpt, [whole], engine)[0].score, shape)
+    np.testing.assert_allclose(got.score, both[600:], atol=1e-9)
+    flag, onset = replay(both, engine.alerts)
+    assert (got.flag == flag[600:]).all() and np.allclose(got.onset, onset[600:])
+    # the discord is scaled by the training rows, not by the test rows it scores
+    assert not np.allclose(shape, discord_score(ckpt, "s", values, fit_rows=1200))
+    # the flat cycle is new to the discord: the pair reads at least its evidence there
+    assert got.score[300:380].max() >= shape[900:980].max() - np.log10(2.0) / 10.0 - 1e-12
+    assert shape[900:980].max() > shape[600:880].max()
+    with pytest.raises(ValueError, match="partner"):
+        devset.ensemble_streams(ckpt, [rest], engine, [fit], partner="zscore")
 
 
 def test_regimes_group_holds_two_long_faults_per_stream(devset, tmp_path) -> None:
