@@ -418,6 +418,7 @@ def _value(text: str):
 
 
 FORECASTERS = ("lstm", "persistence", "ensemble", "discord", "lstm+discord")
+PARTNERS = {"ensemble": "persistence", "lstm+discord": "discord"}  # the LSTM's, per forecaster
 
 
 def _variant_items(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -666,8 +667,8 @@ def compare(
         t0 = time.perf_counter()
         series, outs, by_group, kinds = [], [], {}, {}
         for k in keys:
-            if forecaster in ("ensemble", "lstm+discord"):
-                partner = "persistence" if forecaster == "ensemble" else "discord"
+            if forecaster in PARTNERS:
+                partner = PARTNERS[forecaster]
                 out = ensemble_streams(models[k], tests[k], engine, trains[k], partner)
             elif forecaster == "discord":  # no forecast: the shape baseline of `evaluate`
                 out = discord_streams(models[k], tests[k], engine.alerts, trains[k])
