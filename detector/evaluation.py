@@ -201,16 +201,10 @@ def discord_streams(
     out = []
     for s in series:
         history = before.get(s.name, np.empty((0, len(targets))))
-        score = discord_score(
-            ckpt,
-            s.name,
-            np.concatenate([history, s.select(targets)]),
-            len(history),
-            fit_rows,
-            config,
-        )
-        flag, onset = replay(score, alerts)
         n0 = len(history)
+        whole = np.concatenate([history, s.select(targets)])
+        score = discord_score(ckpt, s.name, whole, n0, fit_rows, config)
+        flag, onset = replay(score, alerts)
         out.append(StreamScores(score[n0:], flag[n0:], onset=onset[n0:]))
     return out
 
